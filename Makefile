@@ -1,0 +1,31 @@
+# make install — .venv with the project (editable) and its test tools; quick when done
+# make demo    — train and evaluate a small model on the generated `shapes` set
+# make test    — the test suite
+# make bench   — benchmarks (ratios against a baseline measured in the same run)
+PYTHON ?= python3
+VENV := .venv
+PY := $(VENV)/bin/python
+STAMP := $(VENV)/.installed
+
+.PHONY: install demo test bench clean
+
+install: $(STAMP)
+
+$(STAMP): pyproject.toml
+	test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install --quiet --upgrade "pip>=23"
+	$(PY) -m pip install --quiet -e ".[test]"
+	touch $(STAMP)
+
+demo: install
+	$(VENV)/bin/mlcore train configs/demo.yaml
+	$(VENV)/bin/mlcore evaluate configs/demo.yaml
+
+test: install
+	$(PY) -m pytest -q
+
+bench: install
+	@for f in benchmarks/*.py; do echo "== $$f"; $(PY) $$f || exit 1; done
+
+clean:
+	rm -rf $(VENV) runs build *.egg-info

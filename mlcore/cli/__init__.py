@@ -1,0 +1,1 @@
+"""The ``mlcore`` command line: one module per command, wired in ``main``."""

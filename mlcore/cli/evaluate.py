@@ -1,0 +1,64 @@
+"""Evaluate a trained model on the validation split (or ``--split``).
+
+Writes to ``--out`` (default ``output_dir/eval/``): ``result.json`` (the seed's keys:
+``mAP``, ``ap_list``, ``topk_cp`` … ``threshold_of1``, plus ``classes``, ``num_images``,
+``split`` and ``checkpoint``), ``scores.npy`` (N×C probabilities in dataset order) and
+``predictions.tsv`` (``image<TAB>label,label,…``: the top-k labels, the seed's list
+format). Without ``--checkpoint`` it uses the run's ``checkpoints/best.pt``.
+"""
+from __future__ import annotations
+
+import argparse
+import io
+import os
+from pathlib import Path
+
+from .report import print_metrics, write_json, write_text_atomic
+
+NAME = "evaluate"
+HELP = "evaluate a checkpoint; write result.json, scores.npy, predictions.tsv"
+TAKES_CONFIG = True
+
+
+def add_arguments(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--checkpoint", metavar="PATH", help="weights to evaluate (default: the run's best.pt)")
+    p.add_argument("--out", metavar="DIR", help="output folder (default: output_dir/eval)")
+    p.add_argument("--split", default="val", help="which split to evaluate (default: val)")
+    p.add_argument("--topk", type=int, default=3, help="labels per image in predictions.tsv (default 3)")
+
+
+def run(args: argparse.Namespace) -> int:
+    import numpy as np
+
+    from ..errors import MlcoreError
+    from ..experiment import build
+
+    exp = build(args.config, args.overrides)
+    out = Path(args.out) if args.out else Path(exp.config.output_dir) / "eval"
+    if out.exists() and not out.is_dir():
+        raise MlcoreError(f"--out {str(out)!r} is a file, not a folder")
+    ckpt = args.checkpoint or str(exp.checkpoint_path())
+    exp.load_checkpoint(ckpt)
+    metrics, scores = exp.evaluate(args.split, return_scores=True)
+    ds = exp.split_set(args.split)
+    result = {**metrics, "classes": exp.classes, "num_images": len(ds), "split": args.split, "checkpoint": ckpt}
+    scores_np = scores.numpy().astype(np.float32)
+    buf = io.BytesIO()
+    np.save(buf, scores_np)
+    lines = []
+    k = max(1, min(args.topk, scores_np.shape[1]))
+    top = np.argsort(-scores_np, axis=1, kind="stable")[:, :k]
+    for path, idx in zip(ds.images, top):
+        lines.append(f"{path}\t{','.join(exp.classes[j] for j in idx)}")
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+        tmp = out / f".scores.npy.tmp-{os.getpid()}"
+        tmp.write_bytes(buf.getvalue())
+        tmp.replace(out / "scores.npy")
+    except OSError as exc:
+        raise MlcoreError(f"cannot write to {str(out)!r}: {exc.strerror or exc}") from exc
+    write_text_atomic("\n".join(lines) + "\n", out / "predictions.tsv")
+    write_json(result, out / "result.json")
+    print_metrics(metrics, exp.classes)
+    print(f"wrote {out}/result.json, scores.npy, predictions.tsv")
+    return 0

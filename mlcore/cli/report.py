@@ -1,0 +1,55 @@
+"""Printing and writing results: the metric table, result.json, predictions.tsv."""
+from __future__ import annotations
+
+import json
+import math
+import os
+from pathlib import Path
+from typing import Any
+
+from ..errors import MlcoreError
+
+
+def _clean(x: Any) -> Any:
+    """JSON-safe: NaN/inf become null, numpy/torch scalars become floats."""
+    if isinstance(x, dict):
+        return {k: _clean(v) for k, v in x.items()}
+    if isinstance(x, (list, tuple)):
+        return [_clean(v) for v in x]
+    if hasattr(x, "item") and not isinstance(x, (str, bytes)):
+        x = x.item()
+    if isinstance(x, float) and not math.isfinite(x):
+        return None
+    return x
+
+
+def write_text_atomic(text: str, path: str | os.PathLike) -> None:
+    path = Path(path)
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
+        tmp.write_text(text)
+        tmp.replace(path)
+    except OSError as exc:
+        raise MlcoreError(f"cannot write {str(path)!r}: {exc.strerror or exc}") from exc
+
+
+def write_json(obj: Any, path: str | os.PathLike) -> None:
+    write_text_atomic(json.dumps(_clean(obj), indent=1, allow_nan=False) + "\n", path)
+
+
+def print_metrics(metrics: dict, classes: list[str]) -> None:
+    """The headline numbers, then AP per class."""
+    head = [k for k in ("mAP", "topk_cf1", "topk_of1", "threshold_cf1", "threshold_of1") if k in metrics]
+    if head:
+        print("  ".join(f"{k} {_fmt(metrics[k])}" for k in head))
+    aps = metrics.get("ap_list")
+    if aps:
+        width = max(len(c) for c in classes)
+        print("AP per class:")
+        for c, ap in zip(classes, aps):
+            print(f"  {c.ljust(width)}  {_fmt(ap)}")
+
+
+def _fmt(v: Any) -> str:
+    return "n/a" if v is None else f"{float(v):.4f}"

@@ -1,0 +1,366 @@
+"""Reading, composing and checking configs.
+
+A config is plain YAML read with ``yaml.safe_load`` (a ``!!python`` tag is an error, so no
+code runs from a config). ``_base_: path`` (one or a list, relative to the file) is merged
+under the file, recursively; ``--set a.b=value`` overrides after that, the value parsed as
+YAML (a mapping replaces the whole section). Every section is then checked against its
+schema — the core's for ``data``/``train``/``optimizer``/``scheduler``, the plugin's for
+``dataset``/``model``/``loss``/``metrics`` and the hook sections — and all problems are
+reported together, each with its YAML path and the file that set it. Nothing heavy is
+imported: plugin objects live in light modules.
+"""
+from __future__ import annotations
+
+import copy
+import os
+from dataclasses import dataclass, field, fields
+from pathlib import Path
+from typing import Any, Iterable
+
+import yaml
+
+from . import schema as schema_mod
+from .errors import ConfigError, MlcoreError, PluginError, did_you_mean
+from .plugin import Plugin
+from .registry import Registry, default_registry
+from .sections import OPTIMIZERS, SCHEDULERS, DataSection, TrainSection
+
+PLUGIN_SECTIONS = {"dataset": "dataset", "model": "model", "loss": "loss"}
+CORE_SECTIONS = ("dataset", "data", "model", "loss", "metrics", "optimizer", "scheduler", "train",
+                 "output_dir")
+DEFAULTS: dict[str, Any] = {
+    "data": {},
+    "loss": {"name": "bce"},
+    "metrics": ["map", "prf"],
+    "optimizer": {"name": "adam"},
+    "scheduler": {"name": "plateau"},
+    "train": {},
+}
+SET_SOURCE = "--set"
+
+
+# -- reading ---------------------------------------------------------------------------
+def read_yaml(path: str | os.PathLike) -> dict:
+    """One YAML file as a mapping, or a ConfigError naming the file (and line)."""
+    path = Path(path)
+    if not path.is_file():
+        what = "is a folder, not a file" if path.is_dir() else "does not exist"
+        raise ConfigError(f"config file {str(path)!r} {what}")
+    try:
+        text = path.read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError) as exc:
+        raise ConfigError(f"cannot read config file {str(path)!r}: {exc}") from exc
+    try:
+        data = yaml.safe_load(text)
+    except yaml.constructor.ConstructorError as exc:
+        mark = exc.problem_mark
+        line = f":{mark.line + 1}" if mark else ""
+        raise ConfigError(f"{path}{line}: {exc.problem} — configs are plain YAML; tags that would "
+                          f"build Python objects are not allowed") from exc
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        where = f":{mark.line + 1}:{mark.column + 1}" if mark else ""
+        problem = getattr(exc, "problem", None) or str(exc)
+        raise ConfigError(f"{path}{where}: YAML syntax error: {problem}") from exc
+    if data is None:
+        return {}
+    if not isinstance(data, dict):
+        raise ConfigError(f"{path}: the top level must be a mapping of sections, got {type(data).__name__}")
+    return data
+
+
+def _record_sources(data: Any, source: str, prefix: str, sources: dict[str, str]) -> None:
+    for key in [k for k in sources if k == prefix or k.startswith(prefix + ".")]:
+        if prefix:
+            del sources[key]
+    if isinstance(data, dict):
+        if prefix:
+            sources[prefix] = source
+        for k, v in data.items():
+            _record_sources(v, source, f"{prefix}.{k}" if prefix else str(k), sources)
+    else:
+        sources[prefix] = source
+
+
+def merge(base: dict, over: dict) -> dict:
+    """``over`` merged into a copy of ``base``: mappings recursively, all else replaced.
+
+    A mapping that names another plugin than the one below it (``name`` differs) replaces
+    it whole: the keys of ``plateau`` mean nothing to ``cosine``.
+    """
+    out = copy.deepcopy(base)
+    for k, v in over.items():
+        old = out.get(k)
+        if isinstance(v, dict) and isinstance(old, dict) and v.get("name", old.get("name")) == old.get("name"):
+            out[k] = merge(out[k], v)
+        else:
+            out[k] = copy.deepcopy(v)
+    return out
+
+
+def _load_with_bases(path: Path, chain: tuple[Path, ...], sources: dict[str, str]) -> dict:
+    path = path.resolve()
+    if path in chain:
+        cycle = " -> ".join(str(p) for p in chain + (path,))
+        raise ConfigError(f"_base_ cycle: {cycle}")
+    data = read_yaml(path)
+    bases = data.pop("_base_", [])
+    if isinstance(bases, str):
+        bases = [bases]
+    if not isinstance(bases, list) or not all(isinstance(b, str) for b in bases):
+        raise ConfigError(f"{path}: _base_ must be a path or a list of paths, got {bases!r}")
+    merged: dict = {}
+    for b in bases:
+        bpath = (path.parent / b)
+        if not bpath.is_file():
+            raise ConfigError(f"{path}: _base_ file {b!r} does not exist (looked for {bpath})")
+        merged = merge(merged, _load_with_bases(bpath, chain + (path,), sources))
+    for k, v in data.items():
+        _record_sources(v, str(path), str(k), sources)
+    return merge(merged, data)
+
+
+def parse_set(item: str) -> tuple[list[str], Any]:
+    """``"a.b=value"`` → ``(["a", "b"], value)`` with the value parsed as YAML."""
+    key, eq, text = item.partition("=")
+    parts = key.strip().split(".")
+    if not eq or not key.strip() or any(not p.strip() for p in parts):
+        raise ConfigError(f"--set {item!r}: expected key.path=value (e.g. --set train.epochs=5)")
+    try:
+        value = yaml.safe_load(text) if text.strip() else None
+    except yaml.YAMLError as exc:
+        problem = getattr(exc, "problem", None) or str(exc)
+        raise ConfigError(f"--set {item!r}: the value is not valid YAML: {problem}") from exc
+    return [p.strip() for p in parts], value
+
+
+def apply_set(data: dict, parts: list[str], value: Any, sources: dict[str, str]) -> None:
+    node = data
+    for i, p in enumerate(parts[:-1]):
+        nxt = node.get(p)
+        if not isinstance(nxt, dict):
+            if nxt is not None and not (i == 0 and isinstance(nxt, str)):
+                raise ConfigError(f"--set {'.'.join(parts)}: '{'.'.join(parts[:i + 1])}' is "
+                                  f"{nxt!r}, not a mapping")
+            # a plugin section given by name only ("loss: bce") becomes {name: bce}
+            nxt = {"name": nxt} if isinstance(nxt, str) else {}
+            node[p] = nxt
+        node = nxt
+    node[parts[-1]] = value
+    _record_sources(value, SET_SOURCE, ".".join(parts), sources)
+
+
+# -- the checked config ----------------------------------------------------------------
+@dataclass
+class PluginSpec:
+    """One plugin section, checked: the plugin, its schema instance and its YAML path."""
+
+    kind: str
+    name: str
+    plugin: Plugin
+    cfg: Any
+    where: str
+
+    def as_yaml(self) -> dict:
+        return {"name": self.name, **_plain(schema_mod.to_dict(self.cfg))}
+
+
+@dataclass
+class Config:
+    """A composed and checked config; ``resolved()`` is what lands in config.yaml."""
+
+    path: str | None
+    dataset: PluginSpec
+    model: PluginSpec
+    loss: PluginSpec
+    metrics: list[PluginSpec]
+    hooks: list[PluginSpec]
+    data: DataSection
+    train: TrainSection
+    optimizer: Any
+    scheduler: Any
+    output_dir: str
+    disabled_hooks: list[str] = field(default_factory=list)
+
+    def resolved(self) -> dict:
+        out: dict[str, Any] = {
+            "dataset": self.dataset.as_yaml(),
+            "data": _plain(schema_mod.to_dict(self.data)),
+            "model": self.model.as_yaml(),
+            "loss": self.loss.as_yaml(),
+            "metrics": [m.as_yaml() for m in self.metrics],
+            "optimizer": _plain(schema_mod.to_dict(self.optimizer)),
+            "scheduler": _plain(schema_mod.to_dict(self.scheduler)),
+            "train": _plain(schema_mod.to_dict(self.train)),
+            "output_dir": self.output_dir,
+        }
+        for h in self.hooks:
+            out[h.name] = _plain(schema_mod.to_dict(h.cfg))
+        for name in self.disabled_hooks:
+            out[name] = False
+        return out
+
+    def to_yaml(self) -> str:
+        return yaml.safe_dump(self.resolved(), sort_keys=False)
+
+
+def _plain(x: Any) -> Any:
+    if isinstance(x, dict):
+        return {k: _plain(v) for k, v in x.items()}
+    if isinstance(x, (list, tuple)):
+        return [_plain(v) for v in x]
+    return x
+
+
+def compose(source: str | os.PathLike | dict, overrides: Iterable[str] = ()) -> tuple[dict, dict, str | None]:
+    """Read a config (file with its bases, or a mapping) and apply ``--set`` items.
+
+    Returns ``(data, sources, path)``; ``sources`` maps YAML paths to the file that set them.
+    """
+    sources: dict[str, str] = {}
+    if isinstance(source, dict):
+        path = None
+        data = copy.deepcopy(source)
+        bases = data.pop("_base_", [])
+        merged: dict = {}
+        for b in [bases] if isinstance(bases, str) else bases:
+            merged = merge(merged, _load_with_bases(Path(b), (), sources))
+        for k, v in data.items():
+            _record_sources(v, "<dict>", str(k), sources)
+        data = merge(merged, data)
+    else:
+        path = str(source)
+        data = _load_with_bases(Path(source), (), sources)
+    for item in overrides:
+        parts, value = parse_set(item)
+        apply_set(data, parts, value, sources)
+    return data, sources, path
+
+
+def load_config(source: "str | os.PathLike | dict | Config", overrides: Iterable[str] = (),
+                registry: Registry | None = None) -> Config:
+    """Compose and check a config; raise one ConfigError listing every problem."""
+    if isinstance(source, Config):
+        if list(overrides):
+            raise ConfigError("--set cannot be applied to an already checked Config; pass a path or dict")
+        return source
+    data, sources, path = compose(source, overrides)
+    return check_config(data, sources, path, registry or default_registry())
+
+
+def check_config(data: dict, sources: dict[str, str], path: str | None, registry: Registry) -> Config:
+    main_file = path or "<dict>"
+
+    def locate(p: str) -> str:
+        while p:
+            if p in sources:
+                return sources[p]
+            p = p.rpartition(".")[0]
+        return main_file
+
+    problems: list[str] = []
+
+    def say(where: str, msg: str) -> None:
+        problems.append(f"{locate(where)}: {where}: {msg}")
+
+    hook_records = [r for r in registry.records("hook") if r.status == "ok"]
+    hook_names = [r.name for r in hook_records]
+    for key in data:
+        if key not in CORE_SECTIONS and key not in hook_names:
+            say(str(key), f"unknown section '{key}'{did_you_mean(str(key), list(CORE_SECTIONS) + hook_names)}; "
+                          f"valid sections: {', '.join(list(CORE_SECTIONS) + hook_names)}")
+    for required in ("dataset", "model"):
+        if required not in data:
+            problems.append(f"{main_file}: {required}: missing required section '{required}'")
+    full = merge(DEFAULTS, data)
+
+    def plugin_spec(kind: str, value: Any, where: str) -> PluginSpec | None:
+        if isinstance(value, str):
+            value = {"name": value}
+        if not isinstance(value, dict) or not isinstance(value.get("name"), str):
+            say(where, f"expected a {kind} name or a mapping with 'name', got {value!r}")
+            return None
+        name = value["name"]
+        try:
+            plugin = registry.get(kind, name)
+        except PluginError as exc:
+            say(f"{where}.name", str(exc))
+            return None
+        body = {k: v for k, v in value.items() if k != "name"}
+        cfg = schema_mod.check(plugin.schema, body, where, locate, problems, what=f"{kind} '{name}'")
+        if cfg is None:
+            return None
+        _check_references(plugin, cfg, where, registry, say)
+        return PluginSpec(kind, name, plugin, cfg, where)
+
+    specs = {sec: plugin_spec(kind, full[sec], sec) for sec, kind in PLUGIN_SECTIONS.items() if sec in full}
+    metrics: list[PluginSpec | None] = []
+    if not isinstance(full["metrics"], list) or not full["metrics"]:
+        say("metrics", f"expected a non-empty list of metric names or mappings, got {full['metrics']!r}")
+    else:
+        metrics = [plugin_spec("metric", m, f"metrics[{i}]") for i, m in enumerate(full["metrics"])]
+
+    def core(where: str, table: dict | None, schema: type | None = None):
+        value = full[where]
+        if table is not None:
+            if isinstance(value, str):
+                value = {"name": value}
+            name = value.get("name") if isinstance(value, dict) else None
+            if name not in table:
+                say(f"{where}.name", f"Unknown value {name!r} for {where}. Valid values are "
+                                     f"{sorted(table)}{did_you_mean(str(name), table)}")
+                return None
+            schema = table[name]
+        return schema_mod.check(schema, value if value is not None else {}, where, locate, problems)
+
+    data_cfg = core("data", None, DataSection)
+    train_cfg = core("train", None, TrainSection)
+    optim_cfg = core("optimizer", OPTIMIZERS)
+    sched_cfg = core("scheduler", SCHEDULERS)
+
+    hooks, disabled = [], []
+    for rec in hook_records:
+        section = data.get(rec.name, {})
+        if section is False:
+            disabled.append(rec.name)
+            continue
+        try:
+            plugin = registry.load(rec)
+        except PluginError as exc:
+            if rec.name in data:
+                say(rec.name, str(exc))
+            else:  # an installed hook that is broken must not stop unrelated work
+                import warnings
+                warnings.warn(str(exc), stacklevel=2)
+            continue
+        cfg = schema_mod.check(plugin.schema, section if section is not None else {}, rec.name, locate,
+                               problems, what=f"hook '{rec.name}'")
+        if cfg is not None:
+            hooks.append(PluginSpec("hook", rec.name, plugin, cfg, rec.name))
+
+    output_dir = full.get("output_dir")
+    if output_dir is None:
+        output_dir = os.path.join("runs", Path(path).stem if path else "default")
+    elif not isinstance(output_dir, str) or not output_dir:
+        say("output_dir", f"expected a folder path, got {output_dir!r}")
+
+    if problems:
+        raise ConfigError(problems)
+    return Config(path, specs["dataset"], specs["model"], specs["loss"], metrics, hooks,  # type: ignore[arg-type]
+                  data_cfg, train_cfg, optim_cfg, sched_cfg, output_dir, disabled)
+
+
+def _check_references(plugin: Plugin, cfg: Any, where: str, registry: Registry, say) -> None:
+    """Fields marked ``metadata={"plugin": kind}`` name another plugin: check it exists."""
+    for f in fields(cfg):
+        kind = f.metadata.get("plugin")
+        value = getattr(cfg, f.name)
+        if kind and isinstance(value, str):
+            try:
+                registry.get(kind, value)
+            except PluginError as exc:
+                say(f"{where}.{f.name}", str(exc))
+
+
+__all__ = ["Config", "PluginSpec", "ConfigError", "MlcoreError", "load_config", "compose", "parse_set",
+           "read_yaml", "merge"]

@@ -1,0 +1,1 @@
+"""The generic training and evaluation machinery every model plugs into."""

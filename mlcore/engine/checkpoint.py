@@ -1,0 +1,120 @@
+"""Checkpoints: atomic writes, safe reads, RNG state capture, and clear load errors.
+
+Writes go to a temporary file in the same folder, are flushed and fsync'ed, then renamed
+over the old file, so a crash mid-write leaves the previous checkpoint intact. Reads use
+``torch.load(weights_only=True)``: a pickle that would run code is refused.
+"""
+from __future__ import annotations
+
+import os
+import pickle
+import random
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from ..errors import MlcoreError
+
+FORMAT = "mlcore-checkpoint"
+VERSION = 1
+
+
+def atomic_save(obj: Any, path: str | os.PathLike) -> None:
+    """``torch.save`` to ``path`` through a temporary file, fsync and rename."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
+    try:
+        with open(tmp, "wb") as f:
+            torch.save(obj, f)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except OSError as exc:
+        tmp.unlink(missing_ok=True)
+        raise MlcoreError(f"cannot write checkpoint {str(path)!r}: {exc.strerror or exc}; "
+                          f"the previous checkpoint, if any, is unchanged") from exc
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
+    try:  # make the rename itself durable
+        fd = os.open(path.parent, os.O_RDONLY)
+        try:
+            os.fsync(fd)
+        finally:
+            os.close(fd)
+    except OSError:
+        pass
+
+
+def safe_load(path: str | os.PathLike) -> Any:
+    """Read a checkpoint or weights file without running code from it."""
+    path = os.fspath(path)
+    if not os.path.isfile(path):
+        raise MlcoreError(f"checkpoint {path!r} does not exist")
+    try:
+        return torch.load(path, map_location="cpu", weights_only=True)
+    except pickle.UnpicklingError as exc:
+        first = str(exc).strip().splitlines()[0] if str(exc).strip() else ""
+        raise MlcoreError(f"{path!r} was refused: it is not a plain weights/checkpoint file "
+                          f"(loading it would need to run code from the file). {first}") from exc
+    except (RuntimeError, EOFError, ValueError, OSError) as exc:
+        raise MlcoreError(f"{path!r} is not a readable PyTorch checkpoint: {exc}") from exc
+
+
+def rng_state() -> dict:
+    """The states of torch (CPU and CUDA), numpy's global and Python's ``random``."""
+    kind, keys, pos, has_gauss, gauss = np.random.get_state()
+    return {
+        "torch": torch.get_rng_state(),
+        "cuda": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else [],
+        "numpy": {"kind": kind, "keys": torch.from_numpy(keys.astype(np.int64)), "pos": int(pos),
+                  "has_gauss": int(has_gauss), "gauss": float(gauss)},
+        "python": random.getstate(),
+    }
+
+
+def set_rng_state(state: dict) -> None:
+    torch.set_rng_state(state["torch"])
+    if state.get("cuda") and torch.cuda.is_available():
+        torch.cuda.set_rng_state_all(state["cuda"])
+    n = state["numpy"]
+    np.random.set_state((n["kind"], n["keys"].numpy().astype(np.uint32), n["pos"], n["has_gauss"], n["gauss"]))
+    py = state["python"]
+    random.setstate((py[0], tuple(py[1]), py[2]))
+
+
+def model_state(obj: Any, path: str) -> dict:
+    """The model weights in a loaded checkpoint: an mlcore checkpoint's ``model``, or a
+    plain state dict (e.g. weights saved with ``torch.save(model.state_dict())``)."""
+    if isinstance(obj, dict) and obj.get("format") == FORMAT:
+        return obj["model"]
+    if isinstance(obj, dict) and obj and all(isinstance(v, torch.Tensor) for v in obj.values()):
+        return obj
+    raise MlcoreError(f"{path!r} holds no model weights (neither an mlcore checkpoint nor a state dict)")
+
+
+def load_model_weights(model: torch.nn.Module, state: dict, source: str) -> None:
+    """Load ``state`` strictly, naming each missing, unexpected or mis-shaped parameter."""
+    own = model.state_dict()
+    problems = []
+    for k, v in state.items():
+        if k in own and tuple(own[k].shape) != tuple(v.shape):
+            problems.append(f"{k}: checkpoint has shape {tuple(v.shape)}, the model {tuple(own[k].shape)}")
+    missing = [k for k in own if k not in state]
+    unexpected = [k for k in state if k not in own]
+    if missing:
+        problems.append(f"missing from the checkpoint: {_few(missing)}")
+    if unexpected:
+        problems.append(f"not in the model: {_few(unexpected)}")
+    if problems:
+        raise MlcoreError(f"checkpoint {source!r} does not fit the model "
+                          f"(another model or another number of labels?):\n  " + "\n  ".join(problems))
+    model.load_state_dict(state)
+
+
+def _few(keys: list[str], n: int = 5) -> str:
+    more = f" … and {len(keys) - n} more" if len(keys) > n else ""
+    return ", ".join(keys[:n]) + more

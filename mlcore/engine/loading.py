@@ -1,0 +1,88 @@
+"""Feeding datasets to the model: reproducible order and augmentation, bad-image handling.
+
+* :class:`EpochSampler` orders the samples by a permutation that is a function of
+  ``(seed, epoch)`` only, and can start part-way through an epoch — so a resumed run sees
+  exactly the batches an uninterrupted one would.
+* :class:`SampleReader` seeds torch's generator per sample from ``(seed, epoch, index)``
+  before the dataset's transform runs, so augmentation does not depend on the worker
+  count or on where a run was resumed; and it replaces an undecodable image by the next
+  one, reporting its path with the batch (the main process warns, counts or stops).
+"""
+from __future__ import annotations
+
+from collections.abc import Iterator
+
+import numpy as np
+import torch
+
+from ..data.images import BadImageError
+
+
+def mixed_seed(*keys: int) -> int:
+    """A well-mixed 63-bit seed from non-negative integers (e.g. seed, epoch, index)."""
+    return int(np.random.SeedSequence(list(keys)).generate_state(1, np.uint64)[0] >> np.uint64(1))
+
+
+class EpochSampler(torch.utils.data.Sampler):
+    """Yields ``(epoch, index)``: a seeded permutation (or the plain order), from ``start``."""
+
+    def __init__(self, n: int, seed: int, shuffle: bool = True):
+        self.n, self.seed, self.shuffle = n, seed, shuffle
+        self.epoch = 0
+        self.start = 0
+
+    def set_epoch(self, epoch: int, start: int = 0) -> None:
+        """Iterate epoch ``epoch`` from its ``start``-th sample (mid-epoch resume)."""
+        self.epoch, self.start = epoch, start
+
+    def order(self) -> list[int]:
+        if not self.shuffle:
+            return list(range(self.n))
+        g = torch.Generator().manual_seed(mixed_seed(self.seed, self.epoch))
+        return torch.randperm(self.n, generator=g).tolist()
+
+    def __iter__(self) -> Iterator[tuple[int, int]]:
+        for i in self.order()[self.start:]:
+            yield self.epoch, i
+
+    def __len__(self) -> int:
+        return max(self.n - self.start, 0)
+
+
+class SampleReader(torch.utils.data.Dataset):
+    """Wraps a dataset: ``reader[(epoch, i)] -> (image, target, bad_path)``.
+
+    ``bad_path`` is ``""`` normally; when image ``i`` cannot be decoded, the next readable
+    sample is returned instead and ``bad_path`` names the file that failed.
+    """
+
+    def __init__(self, dataset, seed: int):
+        self.dataset, self.seed = dataset, seed
+
+    def __len__(self) -> int:
+        return len(self.dataset)
+
+    def __getitem__(self, key: tuple[int, int]):
+        epoch, index = key
+        bad = ""
+        n = len(self.dataset)
+        for attempt in range(min(n, 16)):
+            j = (index + attempt) % n
+            try:
+                with torch.random.fork_rng(devices=[]):
+                    torch.manual_seed(mixed_seed(self.seed, epoch, j))
+                    image, target = self.dataset[j]
+                return image, target, bad
+            except BadImageError as exc:
+                bad = bad or exc.path
+        raise BadImageError(bad, "it and the 15 samples after it could not be read")
+
+
+def make_loader(dataset, *, batch_size: int, num_workers: int, seed: int, shuffle: bool,
+                pin_memory: bool) -> tuple[torch.utils.data.DataLoader, EpochSampler]:
+    sampler = EpochSampler(len(dataset), seed, shuffle)
+    loader = torch.utils.data.DataLoader(
+        SampleReader(dataset, seed), batch_size=batch_size, sampler=sampler, num_workers=num_workers,
+        pin_memory=pin_memory, drop_last=False, persistent_workers=False,
+    )
+    return loader, sampler

@@ -1,0 +1,261 @@
+"""The training loop: one loop for every model, extended through lifecycle hooks.
+
+Per epoch: train over the shuffled train split, validate, step the scheduler, let hooks
+react (early stopping sets ``should_stop``), write ``checkpoints/last.pt`` and, when the
+monitored score improved, ``checkpoints/best.pt``. With ``train.checkpoint_every`` steps
+``last.pt`` is also written mid-epoch; ``--resume`` continues from it exactly (same
+batches, same augmentation, same RNG states). SIGINT/SIGTERM finish the current step,
+save, and stop with the command that resumes.
+"""
+from __future__ import annotations
+
+import math
+import random
+import signal
+import threading
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pluggy
+import torch
+
+from .. import hookspecs
+from ..errors import MlcoreError, PluginError, TrainingInterrupted
+from .checkpoint import FORMAT, VERSION, atomic_save, load_model_weights, rng_state, safe_load, set_rng_state
+from .evaluation import infer
+from .loading import make_loader
+from .optim import EpochScheduler, build_optimizer
+
+
+def make_hook_manager(specs: list) -> pluggy.PluginManager:
+    """A pluggy manager holding one fresh instance of every active hook plugin."""
+    pm = pluggy.PluginManager(hookspecs.PROJECT)
+    pm.add_hookspecs(hookspecs)
+    for spec in specs:
+        try:
+            obj = spec.plugin.instantiate(spec.cfg)
+            pm.register(obj, name=spec.name)
+        except Exception as exc:
+            raise PluginError(f"hook plugin '{spec.name}' failed to start: {type(exc).__name__}: {exc}") from exc
+    return pm
+
+
+def scalar_metrics(metrics: dict) -> dict[str, float]:
+    return {k: float(v) for k, v in metrics.items() if isinstance(v, (int, float)) and v is not None}
+
+
+class Trainer:
+    """Trains ``experiment.model`` as its config says; ``fit()`` returns the best metrics."""
+
+    def __init__(self, experiment: Any):
+        self.experiment = experiment
+        self.config = experiment.config
+        self.output_dir = Path(self.config.output_dir)
+        self.checkpoint_dir = self.output_dir / "checkpoints"
+        self.device = experiment.device
+        self.monitor = "mAP"
+        self.epoch = 0              # epochs completed
+        self.step = 0               # optimizer steps taken
+        self.batch_in_epoch = 0     # batches of the current epoch already taken
+        self.best_score: float | None = None
+        self.best_epoch: int | None = None
+        self.best_metrics: dict = {}
+        self.last_metrics: dict = {}
+        self.bad_images = 0
+        self.should_stop = False
+        self.is_main = True
+        self._signal: int | None = None
+
+    # -- state ---------------------------------------------------------------------------
+    def _checkpoint(self, full: bool) -> dict:
+        exp = self.experiment
+        state = {
+            "format": FORMAT, "version": VERSION, "model": exp.model.state_dict(),
+            "model_name": self.config.model.name, "classes": list(exp.classes),
+            "epoch": self.epoch, "step": self.step, "batch_in_epoch": self.batch_in_epoch,
+            "best_score": self.best_score, "best_epoch": self.best_epoch,
+            "metrics": scalar_metrics(self.last_metrics), "config": self.config.resolved(),
+        }
+        if full:
+            hook_states = {}
+            for item in self.hooks.hook.mlcore_state_dict(trainer=self):
+                if item:
+                    hook_states[item[0]] = item[1]
+            state.update(optimizer=self.optimizer.state_dict(), scheduler=self.scheduler.state_dict(),
+                         rng=rng_state(), hooks=hook_states, bad_images=self.bad_images)
+        return state
+
+    def save(self, name: str = "last.pt", full: bool = True) -> Path:
+        path = self.checkpoint_dir / name
+        atomic_save(self._checkpoint(full), path)
+        return path
+
+    def _restore(self, path: Path) -> None:
+        ckpt = safe_load(path)
+        if not isinstance(ckpt, dict) or ckpt.get("format") != FORMAT or "optimizer" not in ckpt:
+            raise MlcoreError(f"{str(path)!r} is not a resumable mlcore checkpoint")
+        if list(ckpt["classes"]) != list(self.experiment.classes):
+            raise MlcoreError(f"{str(path)!r} was trained on other labels ({len(ckpt['classes'])} classes) "
+                              f"than this config's dataset ({len(self.experiment.classes)})")
+        load_model_weights(self.experiment.model, ckpt["model"], str(path))
+        self.optimizer.load_state_dict(ckpt["optimizer"])
+        self.scheduler.load_state_dict(ckpt["scheduler"])
+        self.epoch, self.step = int(ckpt["epoch"]), int(ckpt["step"])
+        self.batch_in_epoch = int(ckpt["batch_in_epoch"])
+        self.best_score, self.best_epoch = ckpt["best_score"], ckpt["best_epoch"]
+        self.last_metrics = dict(ckpt.get("metrics") or {})
+        self.bad_images = int(ckpt.get("bad_images", 0))
+        self.hooks.hook.mlcore_load_state_dict(trainer=self, states=ckpt.get("hooks") or {})
+        set_rng_state(ckpt["rng"])
+
+    # -- signals -------------------------------------------------------------------------
+    def _on_signal(self, signum, frame) -> None:
+        self._signal = signum
+
+    def _install_signals(self) -> dict:
+        if threading.current_thread() is not threading.main_thread():
+            return {}
+        return {s: signal.signal(s, self._on_signal) for s in (signal.SIGINT, signal.SIGTERM)}
+
+    # -- the loop ------------------------------------------------------------------------
+    def fit(self, resume: bool = False) -> dict:
+        cfg, exp = self.config, self.experiment
+        tc = cfg.train
+        last = self.checkpoint_dir / "last.pt"
+        if resume and not last.is_file():
+            raise MlcoreError(f"nothing to resume: {str(last)!r} does not exist "
+                              f"(run without --resume to start training)")
+        if self.output_dir.exists() and not self.output_dir.is_dir():
+            raise MlcoreError(f"output_dir {str(self.output_dir)!r} is a file, not a folder")
+        torch.manual_seed(tc.seed)
+        np.random.seed(tc.seed % 2**32)
+        random.seed(tc.seed)
+        model = exp.model.to(self.device)
+        train_set, val_set = exp.train_set, exp.val_set
+        loss_fn = exp.loss
+        self.optimizer = build_optimizer(cfg.optimizer, model)
+        self.scheduler = EpochScheduler(cfg.scheduler, self.optimizer, tc.epochs)
+        self.monitor = self.scheduler.monitor or "mAP"
+        self.hooks = make_hook_manager(cfg.hooks)
+        if resume:
+            self._restore(last)
+        self._prepare_output_dir()
+        loader, sampler = make_loader(train_set, batch_size=tc.batch_size, num_workers=tc.num_workers,
+                                      seed=tc.seed, shuffle=True, pin_memory=self.device.type == "cuda")
+        normalize = exp.normalizer
+        hook = self.hooks.hook
+        previous = self._install_signals()
+        reason = "finished"
+        try:
+            hook.mlcore_train_start(trainer=self)
+            while self.epoch < tc.epochs and not self.should_stop:
+                epoch = self.epoch
+                sampler.set_epoch(epoch, self.batch_in_epoch * tc.batch_size)
+                num_steps = math.ceil(len(sampler) / tc.batch_size)
+                hook.mlcore_epoch_start(trainer=self, epoch=epoch, num_steps=num_steps)
+                model.train()
+                loss_sum = torch.zeros((), device=self.device)
+                for i, (images, targets, bad) in enumerate(loader):
+                    self._count_bad(bad)
+                    x = normalize(images.to(self.device, non_blocking=True))
+                    y = targets.to(self.device, non_blocking=True)
+                    loss = loss_fn(model(x).float(), y)
+                    self.optimizer.zero_grad(set_to_none=True)
+                    loss.backward()
+                    if tc.grad_clip:
+                        torch.nn.utils.clip_grad_norm_(model.parameters(), tc.grad_clip)
+                    self.optimizer.step()
+                    self.step += 1
+                    self.batch_in_epoch += 1
+                    loss_sum += loss.detach()
+                    end = i == num_steps - 1
+                    logged = None
+                    if self.step % tc.log_every == 0 or end:
+                        logged = float(loss.detach())
+                        if not math.isfinite(logged):
+                            raise MlcoreError(self._nan_message(logged))
+                    hook.mlcore_train_step_end(trainer=self, step=self.step, loss=logged, lr=self.lr)
+                    if self._signal is not None:
+                        path = self.save()
+                        raise TrainingInterrupted(self._interrupted_message(path))
+                    if tc.checkpoint_every and self.step % tc.checkpoint_every == 0 and not end:
+                        self.save()
+                train_loss = float(loss_sum) / max(num_steps, 1)
+                metrics = self.validate()
+                hook.mlcore_validation_end(trainer=self, epoch=epoch, metrics=metrics)
+                self.scheduler.step(metrics)
+                self.epoch += 1
+                self.batch_in_epoch = 0
+                improved = self._update_best(metrics)
+                hook.mlcore_epoch_end(trainer=self, epoch=epoch, train_loss=train_loss, metrics=metrics)
+                self.save()
+                if improved:
+                    self.save("best.pt", full=False)
+                if self._signal is not None:
+                    raise TrainingInterrupted(self._interrupted_message(last))
+            reason = "early_stop" if self.should_stop else "finished"
+        except TrainingInterrupted:
+            reason = "interrupted"
+            raise
+        finally:
+            for s, h in previous.items():
+                signal.signal(s, h)
+            hook.mlcore_train_end(trainer=self, reason=reason)
+        return {"best_epoch": self.best_epoch, "best_score": self.best_score, "monitor": self.monitor,
+                **self.best_metrics, "reason": reason}
+
+    def validate(self) -> dict:
+        exp, tc = self.experiment, self.config.train
+        _, metrics = infer(exp.model, exp.val_set, device=self.device, normalize=exp.normalizer,
+                           batch_size=tc.eval_batch_size or tc.batch_size, num_workers=tc.num_workers,
+                           metrics=exp.metrics)
+        self.last_metrics = metrics
+        return metrics
+
+    @property
+    def lr(self) -> float:
+        return float(self.optimizer.param_groups[0]["lr"])
+
+    def _update_best(self, metrics: dict) -> bool:
+        score = metrics.get(self.monitor)
+        if score is None or not math.isfinite(float(score)):
+            return False
+        if self.best_score is None or float(score) > self.best_score:
+            self.best_score, self.best_epoch = float(score), self.epoch
+            self.best_metrics = metrics
+            return True
+        return False
+
+    def _prepare_output_dir(self) -> None:
+        try:
+            self.checkpoint_dir.mkdir(parents=True, exist_ok=True)
+            tmp = self.output_dir / ".config.yaml.tmp"
+            tmp.write_text(self.config.to_yaml())
+            tmp.replace(self.output_dir / "config.yaml")
+        except OSError as exc:
+            raise MlcoreError(f"cannot write to output_dir {str(self.output_dir)!r}: {exc.strerror or exc}") from exc
+
+    def _count_bad(self, bad: list[str]) -> None:
+        import warnings
+
+        for path in bad:
+            if not path:
+                continue
+            if self.config.data.on_bad_image == "error":
+                from ..data.images import BadImageError
+                raise BadImageError(path, "cannot be decoded (data.on_bad_image is 'error')")
+            self.bad_images += 1
+            warnings.warn(f"cannot decode training image {path!r}; replaced by another sample "
+                          f"({self.bad_images} so far)", stacklevel=2)
+
+    def _nan_message(self, value: float) -> str:
+        last = self.checkpoint_dir / "last.pt"
+        good = f"the last good checkpoint is {str(last)!r}" if last.is_file() else "no checkpoint was written yet"
+        return (f"the loss became {value} at step {self.step} (epoch {self.epoch}, lr {self.lr:g}); "
+                f"training stopped; {good}")
+
+    def _interrupted_message(self, path: Path) -> str:
+        cfg = self.config.path or "CONFIG"
+        return (f"interrupted at step {self.step} (epoch {self.epoch}); saved {str(path)!r}. "
+                f"Resume with: mlcore train {cfg} --set output_dir={self.output_dir} --resume")

@@ -1,0 +1,210 @@
+"""``mlcore.build(cfg)``: a checked config turned into an Experiment; ``mlcore.create``.
+
+An Experiment builds its parts on first access (a model needs the train split's labels,
+evaluation needs no optimizer), so ``build`` is cheap and ``evaluate``/``predict`` never
+pay for what they do not use.
+"""
+from __future__ import annotations
+
+import os
+from functools import cached_property
+from pathlib import Path
+from typing import Any, Iterable, Sequence
+
+import numpy as np
+
+from . import schema as schema_mod
+from .config import Config, load_config
+from .errors import MlcoreError
+from .labels import LabelInfo
+from .plugin import CONTEXT
+from .registry import Registry, default_registry
+
+
+class Experiment:
+    """Everything one config describes: data, model, loss, metrics, and how to train.
+
+    ``fit()`` trains (``resume=True`` continues from ``output_dir/checkpoints/last.pt``),
+    ``evaluate(split)`` scores a split, ``predict(images)`` gives probabilities.
+    """
+
+    def __init__(self, config: Config):
+        self.config = config
+
+    # -- parts, built on first use ---------------------------------------------------------
+    def _dataset(self, split: str, train: bool):
+        from .data.transforms import EvalTransform, TrainTransform
+
+        d = self.config.data
+        transform = (TrainTransform(d.scale_size, d.crop_size, d.train_crops, d.hflip) if train
+                     else EvalTransform(d.scale_size, d.crop_size))
+        spec = self.config.dataset
+        ds = spec.plugin.instantiate(spec.cfg, split=split, transform=transform)
+        for attr in ("classes", "images", "targets"):
+            if not hasattr(ds, attr):
+                raise MlcoreError(f"dataset '{spec.name}' gave an object without '{attr}' for split {split!r}")
+        if len(ds) == 0:
+            raise MlcoreError(f"dataset '{spec.name}': split {split!r} is empty")
+        return ds
+
+    @cached_property
+    def train_set(self):
+        return self._dataset(self.config.data.train_split, train=True)
+
+    @cached_property
+    def val_set(self):
+        ds = self._dataset(self.config.data.val_split, train=False)
+        if list(ds.classes) != list(self.classes):
+            raise MlcoreError(f"dataset '{self.config.dataset.name}': split {self.config.data.val_split!r} "
+                              f"has other classes than the train split")
+        return ds
+
+    @cached_property
+    def classes(self) -> list[str]:
+        return list(self.train_set.classes)
+
+    @cached_property
+    def label_info(self) -> LabelInfo:
+        """Label statistics of the train split only (never validation labels)."""
+        return LabelInfo.from_targets(self.classes, self.train_set.targets)
+
+    @cached_property
+    def device(self):
+        from .engine.device import select_device
+
+        return select_device(self.config.train.device)
+
+    @cached_property
+    def normalizer(self):
+        from .engine.device import Normalizer
+
+        return Normalizer(self.config.data.mean, self.config.data.std)
+
+    @cached_property
+    def model(self):
+        spec = self.config.model
+        try:
+            model = spec.plugin.instantiate(spec.cfg, num_classes=len(self.classes), info=self.label_info)
+        except MlcoreError:
+            raise
+        except Exception as exc:
+            raise MlcoreError(f"model '{spec.name}' failed to build: {type(exc).__name__}: {exc}") from exc
+        return model.to(self.device)
+
+    @cached_property
+    def loss(self):
+        spec = self.config.loss
+        return spec.plugin.instantiate(spec.cfg, num_classes=len(self.classes), info=self.label_info)
+
+    @property
+    def metrics(self) -> list:
+        """Fresh metric instances, one per ``metrics`` entry."""
+        return [m.plugin.instantiate(m.cfg, num_classes=len(self.classes), classes=self.classes)
+                for m in self.config.metrics]
+
+    # -- actions -----------------------------------------------------------------------------
+    def fit(self, resume: bool = False) -> dict:
+        """Train; return the best epoch's metrics (and ``best_epoch``, ``reason``)."""
+        from .engine.trainer import Trainer
+
+        return Trainer(self).fit(resume=resume)
+
+    def checkpoint_path(self, name: str = "best.pt") -> Path:
+        return Path(self.config.output_dir) / "checkpoints" / name
+
+    def load_checkpoint(self, path: str | os.PathLike | None = None) -> dict:
+        """Load model weights from ``path`` (default: the run's ``best.pt``)."""
+        from .engine.checkpoint import FORMAT, load_model_weights, model_state, safe_load
+
+        path = Path(path) if path is not None else self.checkpoint_path()
+        if not path.is_file():
+            hint = " (train first, or pass --checkpoint)" if path == self.checkpoint_path() else ""
+            raise MlcoreError(f"checkpoint {str(path)!r} does not exist{hint}")
+        ckpt = safe_load(path)
+        load_model_weights(self.model, model_state(ckpt, str(path)), str(path))
+        return ckpt if isinstance(ckpt, dict) and ckpt.get("format") == FORMAT else {}
+
+    def split_set(self, split: str):
+        if split == "val" or split == self.config.data.val_split:
+            return self.val_set
+        return self._dataset(split, train=False)
+
+    def evaluate(self, split: str = "val", *, return_scores: bool = False) -> Any:
+        """Metrics of the current model on ``split`` (``mAP``, ``ap_list``, the prf keys…).
+
+        With ``return_scores=True``: ``(metrics, scores)``, scores N×C probabilities.
+        """
+        from .engine.evaluation import infer
+
+        ds = self.split_set(split)
+        tc = self.config.train
+        scores, metrics = infer(self.model, ds, device=self.device, normalize=self.normalizer,
+                                batch_size=tc.eval_batch_size or tc.batch_size, num_workers=tc.num_workers,
+                                metrics=self.metrics)
+        return (metrics, scores) if return_scores else metrics
+
+    def predict(self, images: Any, batch_size: int = 32):
+        """N×C probabilities for image paths, PIL images, or a uint8 [N,3,H,W] batch.
+
+        Paths and PIL images go through the evaluation transform of ``data``; a uint8
+        batch is used as it is (resize it yourself).
+        """
+        import torch
+
+        from .data.images import pil_to_tensor, read_image
+        from .data.transforms import EvalTransform
+
+        if isinstance(images, torch.Tensor):
+            if images.dtype != torch.uint8 or images.ndim != 4 or images.shape[1] != 3:
+                raise MlcoreError(f"predict expects a uint8 [N,3,H,W] batch, got {images.dtype} "
+                                  f"{tuple(images.shape)}")
+            batch = images
+        else:
+            if isinstance(images, (str, os.PathLike)) or hasattr(images, "convert"):
+                images = [images]
+            d = self.config.data
+            tf = EvalTransform(d.scale_size, d.crop_size)
+            batch = torch.stack([tf(pil_to_tensor(im) if hasattr(im, "convert") else read_image(im))
+                                 for im in images])
+        self.model.eval()
+        out = []
+        with torch.inference_mode():
+            for i in range(0, len(batch), batch_size):
+                x = self.normalizer(batch[i:i + batch_size].to(self.device))
+                out.append(torch.sigmoid(self.model(x).float()).cpu())
+        return torch.cat(out) if out else torch.zeros(0, len(self.classes))
+
+
+def build(cfg: "str | os.PathLike | dict | Config", overrides: Iterable[str] = (),
+          registry: Registry | None = None) -> Experiment:
+    """An Experiment from a config path, a mapping, or a loaded Config (checked first)."""
+    return Experiment(load_config(cfg, overrides, registry))
+
+
+def create(kind: str, name: str, **params: Any) -> Any:
+    """One plugin instance, its parameters checked against the plugin's schema.
+
+    The context names of the kind (``split``/``transform`` for datasets, ``num_classes``
+    and ``info`` for models and losses, ``num_classes``/``classes`` for metrics) may be
+    passed as keywords too, e.g. ``create("dataset", "coco", root="data/coco",
+    split="val")`` or ``create("metric", "map", num_classes=80)``.
+    """
+    plugin = default_registry().get(kind, name)
+    context = {k: params.pop(k) for k in CONTEXT[kind] if k in params}
+    cfg = schema_mod.check(plugin.schema, params, "", what=f"{kind} '{name}'")
+    if kind == "dataset":
+        context.setdefault("split", "train")
+        context.setdefault("transform", None)
+    if kind == "backbone" and "/" in name:
+        context["variant"] = name.split("/", 1)[1]
+    if kind in ("model", "loss"):
+        context.setdefault("info", None)
+    return plugin.instantiate(cfg, **context)
+
+
+def create_backbone(spec: str, **params: Any) -> Any:
+    """A backbone by name (``resnet101``, ``timm/convnext_tiny``) — for model plugins."""
+    return create("backbone", spec, **params)
+
+
+__all__ = ["Experiment", "build", "create", "create_backbone"]

@@ -1,0 +1,179 @@
+"""Checking a config mapping against a dataclass schema, collecting every problem.
+
+A plugin's schema is a dataclass: field names are the allowed keys, fields without a
+default are required, annotations are the types. ``check`` reports unknown keys (with a
+"did you mean"), missing keys and wrong types, each with its YAML path, and returns the
+dataclass instance. It imports nothing heavy, so a config is checked before torch loads.
+"""
+from __future__ import annotations
+
+import dataclasses
+import inspect
+import types
+import typing
+from typing import Any, Callable, Literal, Union
+
+from .errors import did_you_mean
+
+#: A function that, given a YAML path, says which file set it (for error messages).
+Locate = Callable[[str], str]
+
+
+def _no_file(path: str) -> str:
+    return ""
+
+
+def field_names(schema: type) -> list[str]:
+    return [f.name for f in dataclasses.fields(schema)]
+
+
+def _type_name(tp: Any) -> str:
+    if tp is type(None):
+        return "null"
+    if isinstance(tp, type):
+        return {"str": "string", "int": "integer", "float": "number", "bool": "boolean",
+                "list": "list", "dict": "mapping", "tuple": "list"}.get(tp.__name__, tp.__name__)
+    origin = typing.get_origin(tp)
+    args = typing.get_args(tp)
+    if origin is Literal:
+        return "one of " + ", ".join(repr(a) for a in args)
+    if origin in (Union, types.UnionType):
+        return " or ".join(_type_name(a) for a in args)
+    if origin in (list, tuple):
+        return f"list of {_type_name(args[0])}" if args else "list"
+    if origin is dict:
+        return "mapping"
+    return str(tp)
+
+
+def _value_problem(value: Any, tp: Any) -> str | None:
+    """None when ``value`` fits ``tp``, else why not (a short phrase)."""
+    if tp is Any or tp is object:
+        return None
+    origin = typing.get_origin(tp)
+    args = typing.get_args(tp)
+    if origin in (Union, types.UnionType):
+        return None if any(_value_problem(value, a) is None for a in args) else f"expected {_type_name(tp)}"
+    if origin is Literal:
+        return None if value in args else f"expected {_type_name(tp)}"
+    if origin in (list, tuple):
+        if not isinstance(value, (list, tuple)):
+            return f"expected {_type_name(tp)}"
+        inner = args[0] if args else Any
+        for i, v in enumerate(value):
+            p = _value_problem(v, inner)
+            if p:
+                return f"item {i}: {p}"
+        return None
+    if origin is dict or tp is dict:
+        return None if isinstance(value, dict) else "expected a mapping"
+    if tp is type(None):
+        return None if value is None else "expected null"
+    if tp is bool:
+        return None if isinstance(value, bool) else "expected true or false"
+    if tp is float:
+        ok = isinstance(value, (int, float)) and not isinstance(value, bool)
+        return None if ok else "expected a number"
+    if tp is int:
+        ok = isinstance(value, int) and not isinstance(value, bool)
+        return None if ok else "expected an integer"
+    if tp is str:
+        return None if isinstance(value, str) else "expected a string"
+    if isinstance(tp, type):
+        return None if isinstance(value, tp) else f"expected {_type_name(tp)}"
+    return None
+
+
+def _coerce(value: Any, tp: Any) -> Any:
+    """YAML gives ints where floats are meant (``lr: 1``) and lists for tuples."""
+    if tp is float and isinstance(value, int) and not isinstance(value, bool):
+        return float(value)
+    if typing.get_origin(tp) is tuple and isinstance(value, list):
+        return tuple(value)
+    return value
+
+
+def check(schema: type, data: dict, where: str, locate: Locate = _no_file,
+          problems: list[str] | None = None, what: str = "") -> Any:
+    """Check ``data`` against ``schema``; append problems to ``problems`` (or raise).
+
+    ``where`` is the YAML path of ``data`` (e.g. ``"model"``), ``what`` names the plugin
+    for the messages. Returns the schema instance, or None when there were problems.
+    """
+    from .errors import ConfigError
+
+    own = problems is None
+    problems = [] if own else problems
+    start = len(problems)
+    hints = typing.get_type_hints(schema)
+    fields = {f.name: f for f in dataclasses.fields(schema) if f.init}
+    label = f" for {what}" if what else ""
+
+    def say(key: str, msg: str) -> None:
+        path = f"{where}.{key}" if where else key
+        file = locate(path)
+        problems.append(f"{file + ': ' if file else ''}{path}: {msg}")
+
+    if not isinstance(data, dict):
+        file = locate(where)
+        problems.append(f"{file + ': ' if file else ''}{where}: expected a mapping, got {data!r}")
+    else:
+        for key in data:
+            if key not in fields:
+                valid = ", ".join(sorted(fields)) or "none"
+                say(str(key), f"unknown key '{key}'{label}{did_you_mean(str(key), fields)}; valid keys: {valid}")
+        for name, f in fields.items():
+            required = f.default is dataclasses.MISSING and f.default_factory is dataclasses.MISSING
+            if name not in data:
+                if required:
+                    say(name, f"missing required key '{name}'{label}")
+                continue
+            problem = _value_problem(data[name], hints.get(name, Any))
+            if problem:
+                say(name, f"{problem}, got {data[name]!r}")
+    if len(problems) > start:
+        if own:
+            raise ConfigError(problems)
+        return None
+    kwargs = {k: _coerce(v, hints.get(k, Any)) for k, v in data.items()}
+    instance = schema(**kwargs)
+    validate = getattr(instance, "validate", None)
+    if callable(validate):  # range checks a type cannot express (lr > 0, batch_size >= 1)
+        for key, msg in validate() or []:
+            say(key, msg)
+        if len(problems) > start:
+            if own:
+                raise ConfigError(problems)
+            return None
+    return instance
+
+
+def schema_from_signature(obj: Callable, name: str, skip: set[str]) -> type:
+    """A dataclass whose fields are ``obj``'s keyword parameters, minus ``skip``.
+
+    Used for plain classes and functions registered as plugins: their signature is their
+    schema. Parameters without a default are required; unannotated ones accept anything.
+    """
+    target = obj.__init__ if inspect.isclass(obj) else obj
+    try:
+        sig = inspect.signature(target)
+        hints = typing.get_type_hints(target)
+    except (TypeError, ValueError, NameError):
+        sig, hints = inspect.signature(obj), {}
+    fields = []
+    for p in sig.parameters.values():
+        if p.name in skip or p.name == "self" or p.kind in (p.VAR_POSITIONAL, p.VAR_KEYWORD):
+            continue
+        tp = hints.get(p.name, Any)
+        if p.default is inspect.Parameter.empty:
+            fields.append((p.name, tp))
+        else:
+            d = p.default
+            fields.append((p.name, tp, dataclasses.field(default_factory=lambda d=d: d)))
+    fields.sort(key=lambda f: len(f) == 3)  # dataclasses want required fields first
+    return dataclasses.make_dataclass(f"{name}_schema", fields)
+
+
+def to_dict(instance: Any) -> dict:
+    """A schema instance as a plain mapping (shallow: values are kept as they are)."""
+    return {f.name: getattr(instance, f.name) for f in dataclasses.fields(instance)}

@@ -1,0 +1,179 @@
+"""Schemas of the core's own config sections: ``data``, ``train``, ``optimizer``, ``scheduler``.
+
+Plugin sections (``dataset``, ``model``, ``loss``, ``metrics``, hook sections) are checked
+against their plugins' schemas instead. ``validate()`` methods return ``(key, message)``
+pairs for the range checks a type annotation cannot express.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Literal
+
+IMAGENET_MEAN = [0.485, 0.456, 0.406]
+IMAGENET_STD = [0.229, 0.224, 0.225]
+
+
+def _positive(obj, *names: str) -> list[tuple[str, str]]:
+    return [(n, f"must be > 0, got {getattr(obj, n)!r}") for n in names
+            if getattr(obj, n) is not None and getattr(obj, n) <= 0]
+
+
+def _non_negative(obj, *names: str) -> list[tuple[str, str]]:
+    return [(n, f"must be >= 0, got {getattr(obj, n)!r}") for n in names
+            if getattr(obj, n) is not None and getattr(obj, n) < 0]
+
+
+@dataclass
+class DataSection:
+    """The input pipeline.
+
+    Training images are resized to ``scale_size``², cropped at a random place with a size
+    drawn from ``train_crops`` (the seed's multi-scale crop; default: ``crop_size`` only),
+    resized to ``crop_size``² and flipped at random (``hflip``). Evaluation resizes to
+    ``scale_size``² and takes the centre ``crop_size``² crop. ``mean``/``std`` normalize
+    on the device. ``on_bad_image``: ``warn`` replaces an undecodable training image by
+    another one and names it; ``error`` stops.
+    """
+
+    train_split: str = "train"
+    val_split: str = "val"
+    scale_size: int = 512
+    crop_size: int = 448
+    train_crops: list[int] | None = None
+    hflip: bool = True
+    mean: list[float] = field(default_factory=lambda: list(IMAGENET_MEAN))
+    std: list[float] = field(default_factory=lambda: list(IMAGENET_STD))
+    on_bad_image: Literal["warn", "error"] = "warn"
+
+    def validate(self):
+        out = _positive(self, "scale_size", "crop_size")
+        if self.crop_size > self.scale_size:
+            out.append(("crop_size", f"must be <= scale_size ({self.scale_size}), got {self.crop_size}"))
+        for c in self.train_crops or []:
+            if not 0 < c <= self.scale_size:
+                out.append(("train_crops", f"each crop must be in 1..scale_size ({self.scale_size}), got {c}"))
+        for key in ("mean", "std"):
+            if len(getattr(self, key)) != 3:
+                out.append((key, f"must hold 3 numbers (R, G, B), got {getattr(self, key)!r}"))
+        if any(s <= 0 for s in self.std):
+            out.append(("std", f"must be > 0, got {self.std!r}"))
+        return out
+
+
+@dataclass
+class TrainSection:
+    """The training loop.
+
+    ``checkpoint_every`` is in steps (0: only at epoch ends). ``device``: ``auto`` takes
+    CUDA when present, else the CPU. ``log_every`` is in steps.
+    """
+
+    epochs: int = 20
+    batch_size: int = 16
+    num_workers: int = 2
+    seed: int = 0
+    checkpoint_every: int = 0
+    device: str = "auto"
+    log_every: int = 20
+    grad_clip: float | None = None
+    eval_batch_size: int | None = None
+
+    def validate(self):
+        return (_positive(self, "epochs", "batch_size", "log_every", "grad_clip", "eval_batch_size")
+                + _non_negative(self, "num_workers", "checkpoint_every"))
+
+
+# -- optimizers: the keyword arguments of the torch.optim classes they name -------------
+@dataclass
+class _OptimizerBase:
+    name: str
+    lr: float = 1e-4
+    weight_decay: float = 0.0
+    #: learning-rate factor for the parameters under ``model.backbone`` (fine-tuning)
+    backbone_lr_mult: float = 1.0
+
+    def validate(self):
+        return _positive(self, "lr") + _non_negative(self, "weight_decay", "backbone_lr_mult")
+
+
+@dataclass
+class AdamSection(_OptimizerBase):
+    betas: list[float] = field(default_factory=lambda: [0.9, 0.999])
+    eps: float = 1e-8
+    amsgrad: bool = False
+
+
+@dataclass
+class AdamWSection(AdamSection):
+    weight_decay: float = 0.01
+
+
+@dataclass
+class SGDSection(_OptimizerBase):
+    lr: float = 0.01
+    momentum: float = 0.9
+    dampening: float = 0.0
+    nesterov: bool = False
+
+
+@dataclass
+class RMSpropSection(_OptimizerBase):
+    lr: float = 0.01
+    alpha: float = 0.99
+    eps: float = 1e-8
+    momentum: float = 0.0
+    centered: bool = False
+
+
+OPTIMIZERS = {"adam": AdamSection, "adamw": AdamWSection, "sgd": SGDSection, "rmsprop": RMSpropSection}
+TORCH_OPTIMIZERS = {"adam": "Adam", "adamw": "AdamW", "sgd": "SGD", "rmsprop": "RMSprop"}
+
+
+# -- schedulers, stepped once per epoch ------------------------------------------------
+@dataclass
+class PlateauSection:
+    """The seed's: divide the lr by 1/factor when val ``monitor`` stops improving."""
+
+    name: str
+    monitor: str = "mAP"
+    factor: float = 0.1
+    patience: int = 2
+    threshold: float = 1e-4
+    min_lr: float = 0.0
+
+    def validate(self):
+        out = _non_negative(self, "patience", "min_lr")
+        if not 0 < self.factor < 1:
+            out.append(("factor", f"must be between 0 and 1, got {self.factor}"))
+        return out
+
+
+@dataclass
+class StepSection:
+    name: str
+    step_size: int = 10
+    gamma: float = 0.1
+
+    def validate(self):
+        return _positive(self, "step_size", "gamma")
+
+
+@dataclass
+class CosineSection:
+    """Cosine annealing over ``t_max`` epochs (default: ``train.epochs``)."""
+
+    name: str
+    t_max: int | None = None
+    eta_min: float = 0.0
+
+    def validate(self):
+        return _positive(self, "t_max") + _non_negative(self, "eta_min")
+
+
+@dataclass
+class NoSchedulerSection:
+    name: str
+
+
+SCHEDULERS = {"plateau": PlateauSection, "step": StepSection, "cosine": CosineSection,
+              "none": NoSchedulerSection}

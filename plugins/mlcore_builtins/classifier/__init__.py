@@ -1,0 +1,63 @@
+"""``classifier``: any backbone + global average pooling + a linear layer (the seed's
+ResNet-101 baseline), and ``resnet18`` … ``resnet152`` as ready-made models of that kind."""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from mlcore.plugin import Plugin
+
+
+@dataclass
+class ClassifierConfig:
+    """``backbone``: a backbone plugin name (``resnet101``, ``timm/convnext_tiny``, …);
+    ``pretrained``: local weights for it; ``dropout`` before the linear layer."""
+
+    backbone: str = field(default="resnet50", metadata={"plugin": "backbone"})
+    pretrained: str | None = None
+    dropout: float = 0.0
+
+    def validate(self):
+        return [] if 0 <= self.dropout < 1 else [("dropout", f"must be in [0, 1), got {self.dropout}")]
+
+
+@dataclass
+class ResNetConfig:
+    """``pretrained``: local torchvision weights (e.g. ``resnet101-63fe2227.pth``)."""
+
+    pretrained: str | None = None
+    dropout: float = 0.0
+
+    def validate(self):
+        return [] if 0 <= self.dropout < 1 else [("dropout", f"must be in [0, 1), got {self.dropout}")]
+
+
+def _make(backbone_name: str, pretrained: str | None, dropout: float, num_classes: int):
+    from mlcore.experiment import create_backbone
+
+    from .model import Classifier
+
+    params = {"pretrained": pretrained} if pretrained else {}
+    return Classifier(create_backbone(backbone_name, **params), num_classes, dropout)
+
+
+def _build_classifier(cfg: ClassifierConfig, num_classes: int):
+    return _make(cfg.backbone, cfg.pretrained, cfg.dropout, num_classes)
+
+
+classifier = Plugin("model", "classifier", "backbone + global average pool + linear layer",
+                    ClassifierConfig, _build_classifier)
+
+
+def _resnet(arch: str) -> Plugin:
+    def build(cfg: ResNetConfig, num_classes: int):
+        return _make(arch, cfg.pretrained, cfg.dropout, num_classes)
+
+    depth = arch.removeprefix("resnet")
+    return Plugin("model", arch, f"ResNet-{depth} classifier (torchvision architecture)", ResNetConfig, build)
+
+
+resnet18 = _resnet("resnet18")
+resnet34 = _resnet("resnet34")
+resnet50 = _resnet("resnet50")
+resnet101 = _resnet("resnet101")
+resnet152 = _resnet("resnet152")

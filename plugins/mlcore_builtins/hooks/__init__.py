@@ -1,0 +1,53 @@
+"""Built-in hook plugins: early stopping, TensorBoard scalars, the progress display.
+
+Each is active once installed; its config section (named after it) holds its settings,
+and ``<name>: false`` switches it off for one run.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from mlcore.plugin import Plugin
+
+
+@dataclass
+class EarlyStopConfig:
+    """Stop after ``patience`` epochs without a ``monitor`` better by more than ``min_delta``."""
+
+    monitor: str = "mAP"
+    patience: int = 5
+    min_delta: float = 0.0
+
+    def validate(self):
+        return [] if self.patience >= 1 else [("patience", f"must be >= 1, got {self.patience}")]
+
+
+@dataclass
+class NoSettings:
+    pass
+
+
+def _early_stop(cfg: EarlyStopConfig):
+    from .early_stop import EarlyStopping
+
+    return EarlyStopping(cfg.monitor, cfg.patience, cfg.min_delta)
+
+
+def _tensorboard(cfg: NoSettings):
+    from .tensorboard import TensorBoardLogger
+
+    return TensorBoardLogger()
+
+
+def _progress(cfg: NoSettings):
+    from .progress import Progress
+
+    return Progress()
+
+
+early_stop = Plugin("hook", "early_stop", "stop when the validation score stops improving (the seed's rule)",
+                    EarlyStopConfig, _early_stop)
+tensorboard = Plugin("hook", "tensorboard", "TensorBoard scalars (loss, lr, metrics) in output_dir/events",
+                     NoSettings, _tensorboard)
+progress = Plugin("hook", "progress", "a progress bar per epoch (one line per epoch when not a terminal)",
+                  NoSettings, _progress)

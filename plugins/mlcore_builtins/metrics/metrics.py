@@ -1,0 +1,97 @@
+"""The ``map`` and ``prf`` metrics: accumulate probabilities and targets, score at the end.
+
+Both keep the scores of the evaluated samples only (N×C); ``compute()`` works on all of
+them at once, vectorised in torch.
+"""
+from __future__ import annotations
+
+import math
+
+import torch
+
+from .average_precision import average_precision
+
+
+class _Accumulator:
+    def __init__(self, num_classes: int):
+        self.num_classes = num_classes
+        self.reset()
+
+    def reset(self) -> None:
+        self._scores: list[torch.Tensor] = []
+        self._targets: list[torch.Tensor] = []
+
+    def update(self, scores: torch.Tensor, targets: torch.Tensor) -> None:
+        """Add a batch: ``scores`` are probabilities [B,C], ``targets`` 0/1 [B,C]."""
+        if scores.shape != targets.shape or scores.shape[-1] != self.num_classes:
+            raise ValueError(f"expected scores and targets of shape [B, {self.num_classes}], "
+                             f"got {tuple(scores.shape)} and {tuple(targets.shape)}")
+        self._scores.append(scores.detach().float().cpu())
+        self._targets.append(targets.detach().cpu() > 0)
+
+    def _all(self) -> tuple[torch.Tensor, torch.Tensor]:
+        if not self._scores:
+            return torch.zeros(0, self.num_classes), torch.zeros(0, self.num_classes, dtype=torch.bool)
+        return torch.cat(self._scores), torch.cat(self._targets)
+
+
+class MeanAP(_Accumulator):
+    """``mAP`` (mean over labels that have a positive), ``ap_list`` (one per label, None for
+    a label without positives) and ``num_labels_without_positives``."""
+
+    def __init__(self, num_classes: int, interpolated: bool = True):
+        self.interpolated = interpolated
+        super().__init__(num_classes)
+
+    def compute(self) -> dict:
+        scores, targets = self._all()
+        ap = average_precision(scores, targets, self.interpolated)
+        valid = ~torch.isnan(ap)
+        m = float(ap[valid].mean()) if bool(valid.any()) else math.nan
+        return {"mAP": m, "ap_list": [None if math.isnan(v) else float(v) for v in ap.tolist()],
+                "num_labels_without_positives": int((~valid).sum())}
+
+
+def _ratio(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
+    """a / b, with 0 where b is 0 (no prediction or no ground truth: nothing to credit)."""
+    return torch.where(b > 0, a / b.clamp(min=1), torch.zeros_like(a))
+
+
+def _f1(p: float, r: float) -> float:
+    return 2 * p * r / (p + r) if p + r > 0 else 0.0
+
+
+def prf(pred: torch.Tensor, targets: torch.Tensor) -> dict:
+    """CP, CR, CF1, OP, OR, OF1 of 0/1 predictions (the seed's definitions).
+
+    Per class c: Nc correct, Np predicted, Ng ground truth. CP = mean_c Nc/Np,
+    CR = mean_c Nc/Ng, OP = ΣNc/ΣNp, OR = ΣNc/ΣNg, F1s from those; a 0/0 counts as 0.
+    """
+    pred, targets = pred.double(), targets.double()
+    nc = (pred * targets).sum(0)
+    np_ = pred.sum(0)
+    ng = targets.sum(0)
+    cp = float(_ratio(nc, np_).mean()) if nc.numel() else 0.0
+    cr = float(_ratio(nc, ng).mean()) if nc.numel() else 0.0
+    op = float(_ratio(nc.sum(), np_.sum()))
+    orr = float(_ratio(nc.sum(), ng.sum()))
+    return {"cp": cp, "cr": cr, "cf1": _f1(cp, cr), "op": op, "or": orr, "of1": _f1(op, orr)}
+
+
+class PrecisionRecallF1(_Accumulator):
+    """The seed's CP/CR/CF1/OP/OR/OF1 for the ``topk`` labels of each image
+    (``topk_*``) and for probabilities ``>= threshold`` (``threshold_*``)."""
+
+    def __init__(self, num_classes: int, topk: int = 3, threshold: float = 0.5):
+        self.topk, self.threshold = topk, threshold
+        super().__init__(num_classes)
+
+    def compute(self) -> dict:
+        scores, targets = self._all()
+        k = min(self.topk, self.num_classes)
+        top = torch.zeros_like(scores)
+        if len(scores):
+            top.scatter_(1, scores.topk(k, dim=1).indices, 1.0)
+        out = {f"topk_{key}": v for key, v in prf(top, targets).items()}
+        out.update({f"threshold_{key}": v for key, v in prf((scores >= self.threshold).float(), targets).items()})
+        return out
