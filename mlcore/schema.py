@@ -100,8 +100,6 @@ def check(schema: type, data: dict, where: str, locate: Locate = _no_file,
     ``where`` is the YAML path of ``data`` (e.g. ``"model"``), ``what`` names the plugin
     for the messages. Returns the schema instance, or None when there were problems.
     """
-    from .errors import ConfigError
-
     own = problems is None
     problems = [] if own else problems
     start = len(problems)
@@ -117,35 +115,45 @@ def check(schema: type, data: dict, where: str, locate: Locate = _no_file,
     if not isinstance(data, dict):
         file = locate(where)
         problems.append(f"{file + ': ' if file else ''}{where}: expected a mapping, got {data!r}")
-    else:
-        for key in data:
-            if key not in fields:
-                valid = ", ".join(sorted(fields)) or "none"
-                say(str(key), f"unknown key '{key}'{label}{did_you_mean(str(key), fields)}; valid keys: {valid}")
-        for name, f in fields.items():
-            required = f.default is dataclasses.MISSING and f.default_factory is dataclasses.MISSING
-            if name not in data:
-                if required:
-                    say(name, f"missing required key '{name}'{label}")
-                continue
-            problem = _value_problem(data[name], hints.get(name, Any))
-            if problem:
-                say(name, f"{problem}, got {data[name]!r}")
-    if len(problems) > start:
-        if own:
-            raise ConfigError(problems)
-        return None
-    kwargs = {k: _coerce(v, hints.get(k, Any)) for k, v in data.items()}
+        return _fail(problems, own)
+    bad_keys = set()
+    for key in data:
+        if key not in fields:
+            valid = ", ".join(sorted(fields)) or "none"
+            say(str(key), f"unknown key '{key}'{label}{did_you_mean(str(key), fields)}; valid keys: {valid}")
+    missing = False
+    for name, f in fields.items():
+        required = f.default is dataclasses.MISSING and f.default_factory is dataclasses.MISSING
+        if name not in data:
+            if required:
+                say(name, f"missing required key '{name}'{label}")
+                missing = True
+            continue
+        problem = _value_problem(data[name], hints.get(name, Any))
+        if problem:
+            say(name, f"{problem}, got {data[name]!r}")
+            bad_keys.add(name)
+    if missing:
+        return _fail(problems, own)
+    # range checks run on the well-typed keys too, so one pass reports everything
+    kwargs = {k: _coerce(v, hints.get(k, Any)) for k, v in data.items() if k in fields and k not in bad_keys}
     instance = schema(**kwargs)
     validate = getattr(instance, "validate", None)
     if callable(validate):  # range checks a type cannot express (lr > 0, batch_size >= 1)
         for key, msg in validate() or []:
-            say(key, msg)
-        if len(problems) > start:
-            if own:
-                raise ConfigError(problems)
-            return None
+            if key not in bad_keys:
+                say(key, msg)
+    if len(problems) > start:
+        return _fail(problems, own)
     return instance
+
+
+def _fail(problems: list[str], own: bool) -> None:
+    from .errors import ConfigError
+
+    if own:
+        raise ConfigError(problems)
+    return None
 
 
 def schema_from_signature(obj: Callable, name: str, skip: set[str]) -> type:

@@ -2,10 +2,16 @@
 from __future__ import annotations
 
 import os
+import warnings
 
 import torch
 
 from ..errors import MlcoreError
+
+# torchvision 0.29 deprecates its decoders in favour of TorchCodec; they still are the
+# fastest JPEG path here, and Pillow takes over wherever they are gone or fail.
+warnings.filterwarnings("ignore", message="The image decoding and encoding capabilities of TorchVision",
+                        category=DeprecationWarning)
 
 
 class BadImageError(MlcoreError):
@@ -22,12 +28,12 @@ def read_image(path: str | os.PathLike) -> torch.Tensor:
     JPEG and PNG go through torchvision's fast decoders; anything else (or anything they
     reject, such as CMYK JPEGs) through Pillow. Raises BadImageError naming the file.
     """
-    from torchvision.io import ImageReadMode, decode_image, read_file
-
     path = os.fspath(path)
     if not os.path.isfile(path):
         raise BadImageError(path, "no such file")
     try:
+        from torchvision.io import ImageReadMode, decode_image, read_file
+
         return decode_image(read_file(path), mode=ImageReadMode.RGB)
     except Exception:  # not JPEG/PNG, or a variant libjpeg rejects: let Pillow try
         pass

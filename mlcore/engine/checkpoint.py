@@ -9,6 +9,7 @@ from __future__ import annotations
 import os
 import pickle
 import random
+import re
 from pathlib import Path
 from typing import Any
 
@@ -57,9 +58,11 @@ def safe_load(path: str | os.PathLike) -> Any:
     try:
         return torch.load(path, map_location="cpu", weights_only=True)
     except pickle.UnpicklingError as exc:
-        first = str(exc).strip().splitlines()[0] if str(exc).strip() else ""
-        raise MlcoreError(f"{path!r} was refused: it is not a plain weights/checkpoint file "
-                          f"(loading it would need to run code from the file). {first}") from exc
+        found = re.search(r"(?:unsupported|Unsupported global:) GLOBAL ([\w.]+)", str(exc))
+        if found:
+            raise MlcoreError(f"{path!r} was refused: loading it would run code ({found.group(1)}); "
+                              f"only plain tensors and containers are read from checkpoints") from None
+        raise MlcoreError(f"{path!r} is not a readable PyTorch checkpoint") from exc
     except (RuntimeError, EOFError, ValueError, OSError) as exc:
         raise MlcoreError(f"{path!r} is not a readable PyTorch checkpoint: {exc}") from exc
 

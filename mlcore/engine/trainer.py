@@ -110,6 +110,10 @@ class Trainer:
         set_rng_state(ckpt["rng"])
 
     # -- signals -------------------------------------------------------------------------
+    def interrupt(self) -> None:
+        """Save and stop after the current step, as SIGINT/SIGTERM do (hooks may call it)."""
+        self._signal = signal.SIGTERM
+
     def _on_signal(self, signum, frame) -> None:
         self._signal = signum
 
@@ -257,5 +261,5 @@ class Trainer:
 
     def _interrupted_message(self, path: Path) -> str:
         cfg = self.config.path or "CONFIG"
-        return (f"interrupted at step {self.step} (epoch {self.epoch}); saved {str(path)!r}. "
+        return (f"interrupted at step {self.step} (epoch {self.epoch + 1}); saved {str(path)!r}. "
                 f"Resume with: mlcore train {cfg} --set output_dir={self.output_dir} --resume")

@@ -26,14 +26,13 @@ def average_precision(scores: torch.Tensor, targets: torch.Tensor, interpolated:
     end = torch.ones_like(s, dtype=torch.bool)
     end[:-1] = s[1:] != s[:-1]
     precision = torch.where(end, tp / rank, torch.zeros_like(tp))
-    if interpolated:
-        # envelope: best precision at this or any later threshold
-        value = precision.flip(0).cummax(0).values.flip(0)
-    else:
-        # each row takes the precision of the threshold that closes its run: the next end
-        rows = torch.arange(n, device=scores.device).unsqueeze(1).expand(n, c)
-        next_end = torch.where(end, rows, torch.full_like(rows, n)).flip(0).cummin(0).values.flip(0)
-        value = torch.gather(precision, 0, next_end)
+    # positives gained at each threshold (counts are exact in float64, so the sum below
+    # runs over the same numbers in the same places whatever the order within ties)
+    tp_at_end = torch.where(end, tp, torch.zeros_like(tp))
+    before = torch.cat([torch.zeros_like(tp[:1]), tp_at_end.cummax(0).values[:-1]])
+    gained = torch.where(end, tp - before, torch.zeros_like(tp))
+    # interpolated: the best precision at this or any later threshold (the envelope)
+    value = precision.flip(0).cummax(0).values.flip(0) if interpolated else precision
     npos = t.sum(0)
-    ap = (t * value).sum(0) / npos.clamp(min=1)
+    ap = (gained * value).sum(0) / npos.clamp(min=1)
     return torch.where(npos > 0, ap, torch.full_like(ap, float("nan")))

@@ -1,0 +1,1 @@
+"""An example mlcore plugin package (imports as ``mlcore_example``)."""

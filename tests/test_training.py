@@ -1,0 +1,155 @@
+"""Build, train, evaluate, predict and resume through the Python API on tiny data."""
+from __future__ import annotations
+
+import json
+import os
+import warnings
+
+import pytest
+import torch
+
+import mlcore
+from conftest import tiny_config
+from mlcore.errors import MlcoreError, TrainingInterrupted
+from mlcore.registry import Registry
+
+
+def weights(path):
+    return torch.load(path, weights_only=True)["model"]
+
+
+def test_fit_writes_the_run_folder_and_evaluates(tiny, tmp_path):
+    exp = mlcore.build(tiny)
+    assert len(exp.train_set) == 40 and len(exp.val_set) == 16
+    assert exp.train_set.targets.shape == (40, 10) and exp.label_info.num_images == 40
+    assert exp.label_info.cooccurrence.shape == (10, 10)
+    summary = exp.fit()
+    run = tmp_path / "run"
+    assert summary["reason"] == "finished" and summary["best_epoch"] in (1, 2)
+    for f in ("config.yaml", "checkpoints/last.pt", "checkpoints/best.pt"):
+        assert (run / f).is_file(), f
+    assert any(name.startswith("events.out.tfevents") for name in os.listdir(run / "events"))
+    last = torch.load(run / "checkpoints/last.pt", weights_only=True)
+    assert (last["epoch"], last["step"], last["batch_in_epoch"]) == (2, 10, 0)
+    assert {"model", "optimizer", "scheduler", "rng", "hooks", "config", "classes"} <= set(last)
+    assert last["hooks"]["early_stop"]["bad_epochs"] in (0, 1)
+    metrics = exp.evaluate("val")
+    keys = {"mAP", "ap_list"} | {f"{a}_{b}" for a in ("topk", "threshold") for b in ("cp", "cr", "cf1", "op", "or", "of1")}
+    assert keys <= set(metrics) and len(metrics["ap_list"]) == 10
+    assert 0 <= metrics["mAP"] <= 1
+
+
+def test_predict_takes_paths_pil_images_and_batches(tiny):
+    from PIL import Image
+
+    exp = mlcore.build(tiny)
+    paths = exp.val_set.images[:3]
+    p1 = exp.predict(paths)
+    assert p1.shape == (3, 10) and bool(((p1 >= 0) & (p1 <= 1)).all())
+    with Image.open(paths[0]) as im:
+        p2 = exp.predict([im.copy()])
+    assert torch.allclose(p1[:1], p2, atol=1e-6)
+    batch = torch.stack([exp.val_set[i][0] for i in range(3)])
+    assert torch.allclose(exp.predict(batch), p1, atol=1e-6)
+
+
+class StopAt:
+    """A hook that interrupts training after a given step, as a SIGTERM would."""
+
+    def __init__(self, at_step: int = 0):
+        self.at_step = at_step
+
+    @mlcore.hookimpl
+    def mlcore_train_step_end(self, trainer, step, loss, lr):
+        if step == self.at_step:
+            trainer.interrupt()
+
+
+def test_resume_mid_epoch_is_bit_identical(tmp_path):
+    straight = tiny_config(tmp_path / "a", train={**tiny_config("x")["train"], "num_workers": 2,
+                                                  "checkpoint_every": 3})
+    mlcore.build(straight).fit()
+
+    reg = Registry()
+    reg.register("hook", "stop_at", StopAt)
+    cfg = tiny_config(tmp_path / "b", train={**tiny_config("x")["train"], "checkpoint_every": 3},
+                      stop_at={"at_step": 7})
+    with pytest.raises(TrainingInterrupted, match="Resume with: mlcore train"):
+        mlcore.build(cfg, registry=reg).fit()
+    ckpt = torch.load(tmp_path / "b/checkpoints/last.pt", weights_only=True)
+    assert (ckpt["epoch"], ckpt["step"], ckpt["batch_in_epoch"]) == (1, 7, 2)  # mid-epoch 2
+    cfg["stop_at"] = {"at_step": 0}
+    mlcore.build(cfg, registry=reg).fit(resume=True)
+
+    a, b = weights(tmp_path / "a/checkpoints/last.pt"), weights(tmp_path / "b/checkpoints/last.pt")
+    assert a.keys() == b.keys()
+    for k in a:
+        assert torch.equal(a[k], b[k]), k
+
+
+def test_resume_without_checkpoint_and_wrong_checkpoint(tiny, tmp_path):
+    with pytest.raises(MlcoreError, match="nothing to resume"):
+        mlcore.build(tiny).fit(resume=True)
+    exp = mlcore.build({**tiny, "model": {"name": "resnet34"}})
+    bad = tmp_path / "r18.pt"
+    torch.save({"format": "mlcore-checkpoint", "model": mlcore.build(tiny).model.state_dict()}, bad)
+    with pytest.raises(MlcoreError, match=r"does not fit the model"):
+        exp.load_checkpoint(bad)
+    class Evil:
+        def __reduce__(self):
+            return (os.system, (f"touch {tmp_path}/pwned",))
+
+    evil = tmp_path / "evil.pt"
+    torch.save({"format": "mlcore-checkpoint", "model": Evil()}, evil)
+    with pytest.raises(MlcoreError, match=r"refused: loading it would run code \((posix|os)\.system\)"):
+        exp.load_checkpoint(evil)
+    assert not (tmp_path / "pwned").exists()
+    junk = tmp_path / "junk.pt"
+    junk.write_bytes(b"not a checkpoint")
+    with pytest.raises(MlcoreError, match="not a readable PyTorch checkpoint"):
+        exp.load_checkpoint(junk)
+
+
+def test_early_stopping_stops_and_says_so(tiny, capsys):
+    cfg = {**tiny, "train": {**tiny["train"], "epochs": 6}, "optimizer": {"name": "sgd", "lr": 1e-9},
+           "early_stop": {"patience": 1, "min_delta": 0.5}}
+    summary = mlcore.build(cfg).fit()
+    assert summary["reason"] == "early_stop"
+    last = torch.load(os.path.join(cfg["output_dir"], "checkpoints/last.pt"), weights_only=True)
+    assert last["epoch"] == 2 and last["hooks"]["early_stop"]["bad_epochs"] == 1
+    assert "early stop" in capsys.readouterr().out
+
+
+def test_a_corrupt_training_image_is_replaced_and_named(tmp_path):
+    root = tmp_path / "shapes"
+    cfg = tiny_config(tmp_path / "run", dataset={"name": "shapes", "root": str(root), "num_train": 16,
+                                                   "num_val": 8, "image_size": 32})
+    cfg["train"]["epochs"] = 1
+    exp = mlcore.build(cfg)
+    broken = exp.train_set.images[5]
+    with open(broken, "wb") as f:
+        f.write(b"\xff\xd8 truncated")
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        mlcore.build(cfg).fit()
+    assert any(broken in str(w.message) for w in caught)
+    cfg["data"] = {**cfg["data"], "on_bad_image": "error"}
+    with pytest.raises(MlcoreError, match="truncated|cannot"):
+        mlcore.build(cfg).fit()
+
+
+def test_create_checks_params_like_a_config():
+    with pytest.raises(mlcore.ConfigError, match="unknown key 'topp'.*did you mean 'topk'"):
+        mlcore.create("metric", "prf", num_classes=3, topp=2)
+    ds = mlcore.create("dataset", "shapes", num_train=8, num_val=4, image_size=32, split="val")
+    img, target = ds[0]
+    assert img.dtype == torch.uint8 and img.shape == (3, 32, 32) and target.shape == (10,)
+    bb = mlcore.create_backbone("timm/resnet18")
+    assert bb(torch.zeros(1, 3, 64, 64)).shape == (1, bb.out_dim, 2, 2)
+
+
+def test_result_json_is_strict_json(tiny, tmp_path):
+    from mlcore.cli.report import write_json
+
+    write_json({"mAP": float("nan"), "ap_list": [None, 0.5]}, tmp_path / "r.json")
+    assert json.loads((tmp_path / "r.json").read_text()) == {"mAP": None, "ap_list": [None, 0.5]}
