@@ -67,10 +67,10 @@ def prf(pred: torch.Tensor, targets: torch.Tensor) -> dict:
     Per class c: Nc correct, Np predicted, Ng ground truth. CP = mean_c Nc/Np,
     CR = mean_c Nc/Ng, OP = ΣNc/ΣNp, OR = ΣNc/ΣNg, F1s from those; a 0/0 counts as 0.
     """
-    pred, targets = pred.double(), targets.double()
-    nc = (pred * targets).sum(0)
-    np_ = pred.sum(0)
-    ng = targets.sum(0)
+    pred, targets = pred > 0, targets > 0
+    nc = (pred & targets).sum(0).double()
+    np_ = pred.sum(0).double()
+    ng = targets.sum(0).double()
     cp = float(_ratio(nc, np_).mean()) if nc.numel() else 0.0
     cr = float(_ratio(nc, ng).mean()) if nc.numel() else 0.0
     op = float(_ratio(nc.sum(), np_.sum()))
@@ -89,9 +89,9 @@ class PrecisionRecallF1(_Accumulator):
     def compute(self) -> dict:
         scores, targets = self._all()
         k = min(self.topk, self.num_classes)
-        top = torch.zeros_like(scores)
+        top = torch.zeros_like(scores, dtype=torch.bool)
         if len(scores):
-            top.scatter_(1, scores.topk(k, dim=1).indices, 1.0)
+            top.scatter_(1, scores.topk(k, dim=1).indices, True)
         out = {f"topk_{key}": v for key, v in prf(top, targets).items()}
-        out.update({f"threshold_{key}": v for key, v in prf((scores >= self.threshold).float(), targets).items()})
+        out.update({f"threshold_{key}": v for key, v in prf(scores >= self.threshold, targets).items()})
         return out
