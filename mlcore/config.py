@@ -20,7 +20,7 @@ from typing import Any, Iterable
 import yaml
 
 from . import schema as schema_mod
-from .errors import ConfigError, MlcoreError, PluginError, did_you_mean
+from .errors import ConfigError, PluginError, did_you_mean
 from .plugin import Plugin
 from .registry import Registry, default_registry
 from .sections import OPTIMIZERS, SCHEDULERS, DataSection, TrainSection
@@ -362,5 +362,4 @@ def _check_references(plugin: Plugin, cfg: Any, where: str, registry: Registry, 
                 say(f"{where}.{f.name}", str(exc))
 
 
-__all__ = ["Config", "PluginSpec", "ConfigError", "MlcoreError", "load_config", "compose", "parse_set",
-           "read_yaml", "merge"]
+__all__ = ["Config", "PluginSpec", "load_config", "compose", "parse_set", "read_yaml", "merge"]

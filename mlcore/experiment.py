@@ -30,14 +30,22 @@ class Experiment:
 
     def __init__(self, config: Config):
         self.config = config
+        self._splits: dict[str, Any] = {}
 
     # -- parts, built on first use ---------------------------------------------------------
+    @property
+    def eval_transform(self):
+        """The evaluation transform of ``data``: resize to scale_size², centre crop."""
+        from .data.transforms import EvalTransform
+
+        return EvalTransform(self.config.data.scale_size, self.config.data.crop_size)
+
     def _dataset(self, split: str, train: bool):
-        from .data.transforms import EvalTransform, TrainTransform
+        from .data.transforms import TrainTransform
 
         d = self.config.data
         transform = (TrainTransform(d.scale_size, d.crop_size, d.train_crops, d.hflip) if train
-                     else EvalTransform(d.scale_size, d.crop_size))
+                     else self.eval_transform)
         spec = self.config.dataset
         ds = spec.plugin.instantiate(spec.cfg, split=split, transform=transform)
         for attr in ("classes", "images", "targets"):
@@ -125,9 +133,12 @@ class Experiment:
         return ckpt if isinstance(ckpt, dict) and ckpt.get("format") == FORMAT else {}
 
     def split_set(self, split: str):
+        """The dataset of ``split`` with the evaluation transform (built once)."""
         if split == "val" or split == self.config.data.val_split:
             return self.val_set
-        return self._dataset(split, train=False)
+        if split not in self._splits:
+            self._splits[split] = self._dataset(split, train=False)
+        return self._splits[split]
 
     def evaluate(self, split: str = "val", *, return_scores: bool = False) -> Any:
         """Metrics of the current model on ``split`` (``mAP``, ``ap_list``, the prf keys…).
@@ -152,7 +163,6 @@ class Experiment:
         import torch
 
         from .data.images import pil_to_tensor, read_image
-        from .data.transforms import EvalTransform
 
         if isinstance(images, torch.Tensor):
             if images.dtype != torch.uint8 or images.ndim != 4 or images.shape[1] != 3:
@@ -162,8 +172,7 @@ class Experiment:
         else:
             if isinstance(images, (str, os.PathLike)) or hasattr(images, "convert"):
                 images = [images]
-            d = self.config.data
-            tf = EvalTransform(d.scale_size, d.crop_size)
+            tf = self.eval_transform
             batch = torch.stack([tf(pil_to_tensor(im) if hasattr(im, "convert") else read_image(im))
                                  for im in images])
         self.model.eval()

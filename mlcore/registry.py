@@ -143,20 +143,6 @@ class Registry:
         rows = [r for r in self._find().values() if kind is None or r.kind == kind]
         return sorted(rows, key=lambda r: (KINDS.index(r.kind), _natural(r.name)))
 
-    def names(self, kind: str) -> list[str]:
-        """Usable names of one kind (namespaces shown as ``name/<variant>``)."""
-        out = []
-        for r in self.records(kind):
-            if r.status in ("ok",):
-                out.append(r.name + ("/<variant>" if r.plugin is not None and r.plugin.namespace else ""))
-        return out
-
-    def has(self, kind: str, name: str) -> bool:
-        """Whether ``name`` (or its namespace, for ``ns/variant``) is found and usable."""
-        base = name.split("/", 1)[0] if "/" in name else name
-        rec = self._find().get((kind, base))
-        return rec is not None and rec.status == "ok"
-
     # -- loading -----------------------------------------------------------------------
     def _record(self, kind: str, name: str) -> PluginRecord:
         if kind not in KINDS:

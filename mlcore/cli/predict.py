@@ -19,14 +19,16 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    import torch
+
     from ..data.images import read_image
     from ..experiment import build
 
     exp = build(args.config, args.overrides)
-    for path in args.images:  # fail on a bad image before the model loads
-        read_image(path)
+    tf = exp.eval_transform
+    batch = torch.stack([tf(read_image(path)) for path in args.images])  # a bad image fails here, early
     exp.load_checkpoint(args.checkpoint)
-    probs = exp.predict(args.images)
+    probs = exp.predict(batch)
     k = max(1, min(args.topk, probs.shape[1]))
     values, index = probs.topk(k, dim=1)
     for path, vs, ix in zip(args.images, values.tolist(), index.tolist()):
