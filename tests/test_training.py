@@ -153,3 +153,19 @@ def test_result_json_is_strict_json(tiny, tmp_path):
 
     write_json({"mAP": float("nan"), "ap_list": [None, 0.5]}, tmp_path / "r.json")
     assert json.loads((tmp_path / "r.json").read_text()) == {"mAP": None, "ap_list": [None, 0.5]}
+
+
+def test_pretrained_weights_load_from_a_local_torchvision_file(tmp_path):
+    import torchvision
+
+    net = torchvision.models.resnet18(weights=None)
+    path = tmp_path / "resnet18-local.pth"
+    torch.save(net.state_dict(), path)
+    model = mlcore.create("model", "resnet18", pretrained=str(path), num_classes=4)
+    assert torch.equal(model.backbone.conv1.weight, net.conv1.weight)
+    assert torch.equal(model.backbone.layer4[1].bn2.running_var, net.layer4[1].bn2.running_var)
+    assert model.fc.out_features == 4
+    with pytest.raises(MlcoreError, match=r"pretrained weights file '.*gone.pth' does not exist"):
+        mlcore.create("model", "resnet18", pretrained=str(tmp_path / "gone.pth"), num_classes=4)
+    with pytest.raises(MlcoreError, match=r"(?s)does not fit the model \(weights of another architecture\?\).*layer1.0.conv1.weight"):
+        mlcore.create("model", "resnet50", pretrained=str(path), num_classes=4)

@@ -99,23 +99,27 @@ def model_state(obj: Any, path: str) -> dict:
     raise MlcoreError(f"{path!r} holds no model weights (neither an mlcore checkpoint nor a state dict)")
 
 
-def load_model_weights(model: torch.nn.Module, state: dict, source: str) -> None:
-    """Load ``state`` strictly, naming each missing, unexpected or mis-shaped parameter."""
-    own = model.state_dict()
-    problems = []
-    for k, v in state.items():
-        if k in own and tuple(own[k].shape) != tuple(v.shape):
-            problems.append(f"{k}: checkpoint has shape {tuple(v.shape)}, the model {tuple(own[k].shape)}")
+def load_model_weights(model: torch.nn.Module, state: dict, source: str, *, ignore: tuple[str, ...] = (),
+                       what: str = "checkpoint", hint: str = "another model or another number of labels?") -> None:
+    """Load ``state`` into ``model``, naming each missing, unexpected or mis-shaped parameter.
+
+    Keys starting with an ``ignore`` prefix are left out on both sides (e.g. ``fc.`` when a
+    classification head is replaced); every other key must match exactly.
+    """
+    state = {k: v for k, v in state.items() if not k.startswith(ignore)}
+    own = {k: v for k, v in model.state_dict().items() if not k.startswith(ignore)}
+    shapes = [f"{k}: {what} has shape {tuple(v.shape)}, the model {tuple(own[k].shape)}"
+              for k, v in state.items() if k in own and tuple(own[k].shape) != tuple(v.shape)]
+    problems = shapes[:8] + ([f"… and {len(shapes) - 8} more of other shapes"] if len(shapes) > 8 else [])
     missing = [k for k in own if k not in state]
     unexpected = [k for k in state if k not in own]
     if missing:
-        problems.append(f"missing from the checkpoint: {_few(missing)}")
+        problems.append(f"missing from the {what}: {_few(missing)}")
     if unexpected:
         problems.append(f"not in the model: {_few(unexpected)}")
     if problems:
-        raise MlcoreError(f"checkpoint {source!r} does not fit the model "
-                          f"(another model or another number of labels?):\n  " + "\n  ".join(problems))
-    model.load_state_dict(state)
+        raise MlcoreError(f"{what} {source!r} does not fit the model ({hint}):\n  " + "\n  ".join(problems))
+    model.load_state_dict(state, strict=not ignore)
 
 
 def _few(keys: list[str], n: int = 5) -> str:

@@ -38,15 +38,7 @@ def read_state_dict(path: str) -> dict:
 def load_pretrained(module: torch.nn.Module, path: str, ignore: tuple[str, ...] = ()) -> None:
     """Load ``path`` into ``module``; keys starting with an ``ignore`` prefix (the
     classification head) are dropped. Any other mismatch is an error naming the keys."""
-    state = {k: v for k, v in read_state_dict(path).items() if not k.startswith(ignore)}
-    own = module.state_dict()
-    bad = [f"{k}: file {tuple(v.shape)}, model {tuple(own[k].shape)}" for k, v in state.items()
-           if k in own and own[k].shape != v.shape]
-    missing = [k for k in own if k not in state and not k.endswith("num_batches_tracked")]
-    unexpected = [k for k in state if k not in own]
-    if bad or missing or unexpected:
-        parts = bad + ([f"missing: {', '.join(missing[:5])}{' …' if len(missing) > 5 else ''}"] if missing else []) \
-            + ([f"unexpected: {', '.join(unexpected[:5])}{' …' if len(unexpected) > 5 else ''}"] if unexpected else [])
-        raise MlcoreError(f"pretrained weights {path!r} do not fit this backbone (another architecture?):\n  "
-                          + "\n  ".join(parts))
-    module.load_state_dict(state, strict=False)
+    from mlcore.engine.checkpoint import load_model_weights
+
+    load_model_weights(module, read_state_dict(path), path, ignore=ignore, what="pretrained weights",
+                       hint="weights of another architecture?")
