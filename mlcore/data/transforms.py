@@ -59,3 +59,12 @@ class TrainTransform:
 
     def __repr__(self) -> str:
         return f"TrainTransform(scale={self.scale}, crop={self.crop}, crops={self.crops}, hflip={self.hflip})"
+
+
+def default_eval_transform() -> EvalTransform:
+    """The evaluation transform of the default ``data`` section (what a dataset built
+    without a transform applies)."""
+    from ..sections import DataSection
+
+    d = DataSection()
+    return EvalTransform(d.scale_size, d.crop_size)

@@ -42,13 +42,13 @@ def dataset_root(cfg: ShapesConfig) -> str:
 
 
 def build(cfg: ShapesConfig, split: str, transform=None):
-    from mlcore.data import ImageListDataset
-    from mlcore_builtins.voc2012.reader import read_split
+    from mlcore.data.index import dataset_from_index
+    from mlcore_builtins.voc2012.reader import voc_index
 
     from .generate import CLASSES
 
-    images, targets = read_split(dataset_root(cfg), split, CLASSES)
-    return ImageListDataset(images, targets, CLASSES, transform)
+    root = dataset_root(cfg)
+    return dataset_from_index(voc_index(root, CLASSES, "shapes"), split, root, transform)
 
 
 plugin = Plugin("dataset", "shapes", "procedurally drawn coloured shapes (10 classes), for demos and tests",

@@ -1,13 +1,12 @@
 """Reading the Pascal VOC on-disk layout: ``ImageSets/Main/<split>.txt``, ``Annotations/*.xml``,
-``JPEGImages/*.jpg``."""
+``JPEGImages/*.jpg`` — into a cached label index."""
 from __future__ import annotations
 
 import os
 import xml.etree.ElementTree as ET
 from collections.abc import Sequence
 
-import numpy as np
-
+from mlcore.data.index import LabelIndex, SplitIndex, cached_index, targets_from_lists
 from mlcore.errors import MlcoreError
 
 VOC_CLASSES = [
@@ -17,19 +16,25 @@ VOC_CLASSES = [
 ]
 
 
-def split_ids(root: str, split: str) -> list[str]:
-    path = os.path.join(root, "ImageSets", "Main", f"{split}.txt")
-    if not os.path.isfile(path):
-        have = sorted(f[:-4] for f in os.listdir(os.path.dirname(path)) if f.endswith(".txt") and "_" not in f) \
-            if os.path.isdir(os.path.dirname(path)) else []
-        raise MlcoreError(f"Unknown value {split!r} for argument split: {path!r} does not exist. "
-                          f"Valid values are {have}")
+def split_files(root: str) -> dict[str, str]:
+    """The split lists of ``ImageSets/Main`` (``train.txt``, ``val.txt``, ``trainval.txt``…;
+    the per-class ``<class>_<split>.txt`` files are not splits)."""
+    if not os.path.isdir(root):
+        raise MlcoreError(f"dataset root {root!r} does not exist")
+    main = os.path.join(root, "ImageSets", "Main")
+    if not os.path.isdir(main):
+        raise MlcoreError(f"{root!r} is not a VOC folder: {main!r} does not exist")
+    return {f[:-4]: os.path.join(main, f) for f in sorted(os.listdir(main)) if f.endswith(".txt") and "_" not in f}
+
+
+def read_ids(path: str) -> list[str]:
     with open(path, encoding="utf-8") as f:
         return [line.split()[0] for line in f if line.strip()]
 
 
 def image_labels(xml_path: str) -> list[tuple[str, bool]]:
-    """``(name, difficult)`` of every ``<object>`` (names stripped and lower-cased)."""
+    """``(name, difficult)`` of every ``<object>`` (names stripped and lower-cased; a
+    missing ``<difficult>`` counts as 0)."""
     try:
         tree = ET.parse(xml_path)
     except FileNotFoundError:
@@ -46,24 +51,41 @@ def image_labels(xml_path: str) -> list[tuple[str, bool]]:
     return out
 
 
-def read_split(root: str, split: str, classes: Sequence[str]) -> tuple[list[str], np.ndarray]:
-    """Image paths and the N×C target matrix of one split; difficult objects are skipped
-    (an image whose objects are all difficult stays, with no positive label)."""
-    if not os.path.isdir(root):
-        raise MlcoreError(f"dataset root {root!r} does not exist")
+def build_index(root: str, classes: Sequence[str], splits: dict[str, list[str]]) -> LabelIndex:
     index = {c: j for j, c in enumerate(classes)}
-    ids = split_ids(root, split)
-    targets = np.zeros((len(ids), len(classes)), dtype=np.uint8)
-    images = []
-    for i, image_id in enumerate(ids):
+    images_dir = os.path.join(root, "JPEGImages")
+    present = set(os.listdir(images_dir)) if os.path.isdir(images_dir) else set()
+    labels: dict[str, list[int]] = {}
+    for image_id in sorted({i for ids in splits.values() for i in ids}):
         xml_path = os.path.join(root, "Annotations", f"{image_id}.xml")
+        row = []
         for name, difficult in image_labels(xml_path):
-            if difficult:
-                continue
             j = index.get(name)
             if j is None:
                 raise MlcoreError(f"annotation file {xml_path!r}: unknown class {name!r}; "
                                   f"valid classes are {list(classes)}")
-            targets[i, j] = 1
-        images.append(os.path.join(root, "JPEGImages", f"{image_id}.jpg"))
-    return images, targets
+            if not difficult and j not in row:
+                row.append(j)
+        if f"{image_id}.jpg" not in present:
+            raise MlcoreError(f"image {image_id!r} is listed but {os.path.join(images_dir, image_id + '.jpg')!r} "
+                              f"does not exist")
+        labels[image_id] = row
+    out = LabelIndex(list(classes))
+    for name, ids in splits.items():
+        out.splits[name] = SplitIndex([f"JPEGImages/{i}.jpg" for i in ids],
+                                      targets_from_lists([labels[i] for i in ids], len(classes)))
+    return out
+
+
+def voc_index(root: str, classes: Sequence[str], kind: str = "voc") -> LabelIndex:
+    """The label index of every split of a VOC-layout folder (cached)."""
+    files = split_files(root)
+    if not files:
+        raise MlcoreError(f"{os.path.join(root, 'ImageSets', 'Main')!r} holds no split list (train.txt, val.txt…)")
+    splits = {name: read_ids(path) for name, path in files.items()}
+    xmls = sorted({os.path.join(root, "Annotations", f"{i}.xml") for ids in splits.values() for i in ids})
+    missing = next((x for x in xmls if not os.path.isfile(x)), None)
+    if missing:
+        raise MlcoreError(f"annotation file {missing!r} does not exist")
+    return cached_index(kind, {"root": os.path.abspath(root), "classes": list(classes)},
+                        list(files.values()) + xmls, lambda: build_index(root, classes, splits))

@@ -1,0 +1,128 @@
+"""Label indices: a dataset's image list and N×C target matrix, built once and cached.
+
+Reading a dataset's annotations (400 MB of JSON for COCO or Visual Genome, thousands of
+XML files for VOC) is done once; the result — class names, and per split the image
+paths (relative to the dataset root) and a bit-packed target matrix — is stored in the
+cache (``$MLCORE_CACHE/index/``, never in the dataset root, which may be read-only).
+The cache key covers the dataset's parameters and the size and modification time of
+every source file, so an edited annotation file is noticed and the index rebuilt.
+"""
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from ..cache import cache_dir
+from ..errors import MlcoreError
+
+FORMAT_VERSION = 1
+
+
+@dataclass
+class SplitIndex:
+    """One split: image paths relative to the dataset root, and the N×C 0/1 targets."""
+
+    images: list[str]
+    targets: np.ndarray
+
+
+@dataclass
+class LabelIndex:
+    """Classes and the splits of one dataset."""
+
+    classes: list[str]
+    splits: dict[str, SplitIndex] = field(default_factory=dict)
+
+    def split(self, name: str) -> SplitIndex:
+        if name not in self.splits:
+            raise MlcoreError(f"Unknown value {name!r} for argument split. Valid values are {sorted(self.splits)}")
+        return self.splits[name]
+
+
+def source_stamp(paths: Iterable[str]) -> list[tuple[str, int, int]]:
+    """``(absolute path, size, mtime_ns)`` of each source file, for the cache key."""
+    out = []
+    for p in paths:
+        st = os.stat(p)
+        out.append((os.path.abspath(p), st.st_size, st.st_mtime_ns))
+    return out
+
+
+def cache_key(kind: str, params: dict, sources: Sequence[str]) -> str:
+    blob = json.dumps([FORMAT_VERSION, kind, params, source_stamp(sources)], sort_keys=True, default=str)
+    return hashlib.sha256(blob.encode()).hexdigest()[:24]
+
+
+def save(index: LabelIndex, path: str) -> None:
+    """Write an index atomically (temporary file, then rename)."""
+    arrays: dict[str, np.ndarray] = {"classes": np.array(index.classes, dtype=str)}
+    for name, s in index.splits.items():
+        t = np.asarray(s.targets, dtype=np.uint8)
+        arrays[f"images/{name}"] = np.array(s.images, dtype=str)
+        arrays[f"targets/{name}"] = np.packbits(t, axis=1)
+        arrays[f"shape/{name}"] = np.array(t.shape, dtype=np.int64)
+    os.makedirs(os.path.dirname(path), exist_ok=True)
+    tmp = f"{path}.tmp-{os.getpid()}"
+    try:
+        with open(tmp, "wb") as f:
+            np.savez(f, **arrays)
+        os.replace(tmp, path)
+    finally:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+
+
+def load(path: str) -> LabelIndex:
+    with np.load(path, allow_pickle=False) as z:
+        classes = z["classes"].tolist()
+        splits = {}
+        for key in z.files:
+            if key.startswith("images/"):
+                name = key.split("/", 1)[1]
+                n, c = z[f"shape/{name}"].tolist()
+                targets = np.unpackbits(z[f"targets/{name}"], axis=1, count=c)
+                splits[name] = SplitIndex(z[key].tolist(), targets)
+    return LabelIndex(classes, splits)
+
+
+def cached_index(kind: str, params: dict, sources: Sequence[str], build: Callable[[], LabelIndex]) -> LabelIndex:
+    """The index of ``kind`` with ``params`` over ``sources``: from the cache, or built
+    by ``build()`` and stored. A damaged cache file is rebuilt, never trusted."""
+    path = os.path.join(cache_dir(), "index", f"{kind}-{cache_key(kind, params, sources)}.npz")
+    if os.path.isfile(path):
+        try:
+            return load(path)
+        except (OSError, ValueError, KeyError, EOFError):
+            pass  # damaged (e.g. a crash before the rename on a filesystem without atomicity): rebuild
+    index = build()
+    try:
+        save(index, path)
+    except OSError as exc:
+        import warnings
+
+        warnings.warn(f"could not cache the {kind} label index in {path!r}: {exc}", stacklevel=2)
+    return index
+
+
+def targets_from_lists(labels: Sequence[Iterable[int]], num_classes: int) -> np.ndarray:
+    """An N×C uint8 matrix from per-image lists of class indices."""
+    t = np.zeros((len(labels), num_classes), dtype=np.uint8)
+    rows = np.repeat(np.arange(len(labels)), [len(x) for x in labels])
+    cols = np.fromiter((j for x in labels for j in x), dtype=np.int64, count=len(rows))
+    t[rows, cols] = 1
+    return t
+
+
+def dataset_from_index(index: LabelIndex, split: str, root: str, transform=None):
+    """An ImageListDataset of one split, image paths joined to ``root``."""
+    from .dataset import ImageListDataset
+    from .transforms import default_eval_transform
+
+    s = index.split(split)
+    images = [os.path.join(root, p) for p in s.images]
+    return ImageListDataset(images, s.targets, index.classes, transform, default_transform=default_eval_transform())
