@@ -44,8 +44,8 @@ class Experiment:
         from .data.transforms import TrainTransform
 
         d = self.config.data
-        transform = (TrainTransform(d.scale_size, d.crop_size, d.train_crops, d.hflip) if train
-                     else self.eval_transform)
+        transform = (TrainTransform(d.scale_size, d.crop_size, d.train_crops, d.hflip, d.randaugment, d.cutout)
+                     if train else self.eval_transform)
         spec = self.config.dataset
         ds = spec.plugin.instantiate(spec.cfg, split=split, transform=transform)
         for attr in ("classes", "images", "targets"):
@@ -151,7 +151,7 @@ class Experiment:
         tc = self.config.train
         scores, metrics = infer(self.model, ds, device=self.device, normalize=self.normalizer,
                                 batch_size=tc.eval_batch_size or tc.batch_size, num_workers=tc.num_workers,
-                                metrics=self.metrics)
+                                metrics=self.metrics, skip_bad=self.config.data.on_bad_image == "skip")
         return (metrics, scores) if return_scores else metrics
 
     def predict(self, images: Any, batch_size: int = 32):

@@ -29,10 +29,13 @@ class DataSection:
 
     Training images are resized to ``scale_size``², cropped at a random place with a size
     drawn from ``train_crops`` (the seed's multi-scale crop; default: ``crop_size`` only),
-    resized to ``crop_size``² and flipped at random (``hflip``). Evaluation resizes to
-    ``scale_size``² and takes the centre ``crop_size``² crop. ``mean``/``std`` normalize
-    on the device. ``on_bad_image``: ``warn`` replaces an undecodable training image by
-    another one and names it; ``error`` stops.
+    resized to ``crop_size``² and flipped at random (``hflip``); ``randaugment`` (torchvision's
+    defaults) and ``cutout`` (a square of that fraction of the side, as in ASL) are
+    options. Evaluation resizes to ``scale_size``² and takes the centre ``crop_size``²
+    crop. ``mean``/``std`` normalize on the device. ``on_bad_image``: ``warn`` replaces an
+    undecodable training image by another one and names it, and an undecodable evaluation
+    image is an error; ``skip`` does the same in training and leaves such images out of
+    evaluation (saying how many); ``error`` stops in both.
     """
 
     train_split: str = "train"
@@ -41,12 +44,16 @@ class DataSection:
     crop_size: int = 448
     train_crops: list[int] | None = None
     hflip: bool = True
+    randaugment: bool = False
+    cutout: float = 0.0
     mean: list[float] = field(default_factory=lambda: list(IMAGENET_MEAN))
     std: list[float] = field(default_factory=lambda: list(IMAGENET_STD))
-    on_bad_image: Literal["warn", "error"] = "warn"
+    on_bad_image: Literal["warn", "skip", "error"] = "warn"
 
     def validate(self):
         out = _positive(self, "scale_size", "crop_size")
+        if not 0 <= self.cutout < 1:
+            out.append(("cutout", f"must be a fraction in [0, 1), got {self.cutout}"))
         if self.crop_size > self.scale_size:
             out.append(("crop_size", f"must be <= scale_size ({self.scale_size}), got {self.crop_size}"))
         for c in self.train_crops or []:

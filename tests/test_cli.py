@@ -124,3 +124,22 @@ def test_predict_prints_topk_and_rejects_non_images(trained):
 def test_python_dash_m_and_version():
     proc = run_cli("--version")
     assert proc.returncode == 0 and proc.stdout.startswith("mlcore ")
+
+
+def test_prepare_and_analyze(trained, tmp_path):
+    tmp, cfg, _ = trained
+    proc = run_cli("prepare", "shapes", "--set", "num_train=40", "num_val=16", "image_size=32", "seed=3")
+    assert proc.returncode == 0, proc.stderr
+    assert "shapes: 10 classes" in proc.stdout and "rarest classes (train)" in proc.stdout
+    assert [l.split()[:2] for l in proc.stdout.splitlines() if l.strip().startswith(("train", "val"))] == \
+        [["train", "40"], ["val", "16"]]
+    bad = run_cli("prepare", "voc2012", "--root", tmp_path / "nope")
+    assert bad.returncode == 2 and "does not exist" in bad.stderr
+    out = run_cli("analyze", cfg, "--out", tmp_path / "an")
+    assert out.returncode == 0, out.stderr
+    assert "most frequent pairs:" in out.stdout
+    from PIL import Image
+
+    with Image.open(tmp_path / "an" / "cooccurrence.png") as im:
+        assert im.size[0] == im.size[1] >= 10
+    assert (tmp_path / "an" / "label_frequency.png").stat().st_size > 0

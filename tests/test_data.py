@@ -59,6 +59,16 @@ def test_transforms_give_fixed_sizes_and_are_seeded(tmp_path):
     a = tf(img)
     torch.manual_seed(0)
     assert torch.equal(a, tf(img)) and a.shape == (3, 32, 32) and a.dtype == torch.uint8
+    # the fused crop-resize shows the same region as resize-then-crop-then-resize
+    flat = torch.zeros(3, 80, 80, dtype=torch.uint8)
+    flat[:, :40] = 255  # top half white
+    whole = TrainTransform(40, 20, crops=[40], hflip=False)(flat)
+    assert whole[:, :9].min() == 255 and whole[:, 11:].max() == 0
+    aug = TrainTransform(40, 32, randaugment=True, cutout=0.5)
+    torch.manual_seed(1)
+    b = aug(img)
+    assert b.shape == (3, 32, 32) and b.dtype == torch.uint8
+    assert ((b == torch.tensor([124, 116, 104], dtype=torch.uint8).view(3, 1, 1)).all(0)).sum() >= 64  # the cutout
 
 
 def test_read_image_names_bad_files(tmp_path):

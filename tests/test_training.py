@@ -133,9 +133,23 @@ def test_a_corrupt_training_image_is_replaced_and_named(tmp_path):
         warnings.simplefilter("always")
         mlcore.build(cfg).fit()
     assert any(broken in str(w.message) for w in caught)
+    assert any("epoch 1: 1 unreadable training image(s) replaced" in str(w.message) for w in caught)
     cfg["data"] = {**cfg["data"], "on_bad_image": "error"}
     with pytest.raises(MlcoreError, match="truncated|cannot"):
         mlcore.build(cfg).fit()
+    # evaluation: an error naming the image, unless on_bad_image is skip
+    bad_val = mlcore.build(cfg).val_set.images[2]
+    with open(bad_val, "wb") as f:
+        f.write(b"garbage")
+    cfg["data"]["on_bad_image"] = "warn"
+    with pytest.raises(MlcoreError, match=os.path.basename(bad_val)):
+        mlcore.build(cfg).evaluate("val")
+    cfg["data"]["on_bad_image"] = "skip"
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        metrics, scores = mlcore.build(cfg).evaluate("val", return_scores=True)
+    assert metrics["num_skipped_images"] == 1 and any("left out" in str(w.message) for w in caught)
+    assert torch.isnan(scores[2]).all() and not torch.isnan(scores[[0, 1, 3]]).any()
 
 
 def test_create_checks_params_like_a_config():

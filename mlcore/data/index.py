@@ -118,11 +118,18 @@ def targets_from_lists(labels: Sequence[Iterable[int]], num_classes: int) -> np.
     return t
 
 
-def dataset_from_index(index: LabelIndex, split: str, root: str, transform=None):
-    """An ImageListDataset of one split, image paths joined to ``root``."""
+_DEFAULT = object()
+
+
+def dataset_from_index(index: LabelIndex, split: str, root: str, transform=None, default_transform=_DEFAULT):
+    """An ImageListDataset of one split, image paths joined to ``root``; without a
+    transform it applies ``default_transform`` (default: the default ``data`` section's
+    evaluation transform)."""
     from .dataset import ImageListDataset
     from .transforms import default_eval_transform
 
     s = index.split(split)
     images = [os.path.join(root, p) for p in s.images]
-    return ImageListDataset(images, s.targets, index.classes, transform, default_transform=default_eval_transform())
+    if default_transform is _DEFAULT:
+        default_transform = default_eval_transform()
+    return ImageListDataset(images, s.targets, index.classes, transform, default_transform=default_transform)

@@ -2,7 +2,10 @@
 on the device, in the engine).
 
 Training (as the official SSGRL code): resize to ``scale``², crop at a random place with a
-size drawn from ``crops``, resize that to ``crop``², flip horizontally at random.
+size drawn from ``crops``, resize that to ``crop``², flip horizontally at random; then,
+optionally, RandAugment and Cutout. The two resizes are fused into one: the crop box is
+mapped back onto the decoded image and that region is resized to ``crop``² directly —
+the same geometry, one interpolation instead of two, and no full-size intermediate.
 Evaluation: resize to ``scale``², centre crop ``crop``². Randomness uses torch's global
 generator, which the engine seeds per sample so runs and resumes are reproducible.
 """
@@ -39,26 +42,47 @@ class EvalTransform:
 
 
 class TrainTransform:
-    """Resize, multi-scale random crop, resize to ``crop``, random horizontal flip."""
+    """Multi-scale random crop (in ``scale``² coordinates), resize to ``crop``², random
+    horizontal flip, then optional RandAugment and Cutout (a ``cutout``-sized square of
+    the crop side, filled with the ImageNet mean colour)."""
 
-    def __init__(self, scale: int, crop: int, crops: Sequence[int] | None = None, hflip: bool = True):
+    def __init__(self, scale: int, crop: int, crops: Sequence[int] | None = None, hflip: bool = True,
+                 randaugment: bool = False, cutout: float = 0.0):
         self.scale, self.crop = scale, crop
         self.crops = list(crops) if crops else [crop]
         self.hflip = hflip
+        self.cutout = cutout
+        self.randaugment = None
+        if randaugment:
+            from torchvision.transforms import v2
+
+            self.randaugment = v2.RandAugment()
 
     def __call__(self, img: torch.Tensor) -> torch.Tensor:
-        img = _resize(img, self.scale)
+        from torchvision.transforms.v2 import functional as F
+
+        h, w = img.shape[-2:]
         size = self.crops[int(torch.randint(len(self.crops), ()))] if len(self.crops) > 1 else self.crops[0]
-        if size < self.scale:
-            top, left = (int(v) for v in torch.randint(self.scale - size + 1, (2,)))
-            img = img[..., top:top + size, left:left + size]
-        img = _resize(img, self.crop)
+        top, left = (int(v) for v in torch.randint(self.scale - size + 1, (2,))) if size < self.scale else (0, 0)
+        # the box in the decoded image that the two-step recipe would end up showing
+        y0, y1 = round(top * h / self.scale), round((top + size) * h / self.scale)
+        x0, x1 = round(left * w / self.scale), round((left + size) * w / self.scale)
+        img = F.resized_crop(img, y0, x0, max(y1 - y0, 1), max(x1 - x0, 1), [self.crop, self.crop], antialias=True)
         if self.hflip and bool(torch.rand(()) < 0.5):
             img = img.flip(-1)
+        if self.randaugment is not None:
+            img = self.randaugment(img)
+        if self.cutout > 0:
+            side = max(1, int(self.cutout * self.crop))
+            cy, cx = (int(v) for v in torch.randint(self.crop, (2,)))
+            img = img.clone()
+            img[:, max(cy - side // 2, 0):cy + side // 2 + 1, max(cx - side // 2, 0):cx + side // 2 + 1] = \
+                torch.tensor([124, 116, 104], dtype=img.dtype).view(3, 1, 1)
         return img.contiguous()
 
     def __repr__(self) -> str:
-        return f"TrainTransform(scale={self.scale}, crop={self.crop}, crops={self.crops}, hflip={self.hflip})"
+        return (f"TrainTransform(scale={self.scale}, crop={self.crop}, crops={self.crops}, hflip={self.hflip}, "
+                f"randaugment={self.randaugment is not None}, cutout={self.cutout})")
 
 
 def default_eval_transform() -> EvalTransform:

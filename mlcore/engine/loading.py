@@ -79,10 +79,12 @@ class SampleReader(torch.utils.data.Dataset):
 
 
 def make_loader(dataset, *, batch_size: int, num_workers: int, seed: int, shuffle: bool,
-                pin_memory: bool) -> tuple[torch.utils.data.DataLoader, EpochSampler]:
+                pin_memory: bool, persistent: bool = True) -> tuple[torch.utils.data.DataLoader, EpochSampler]:
+    """A loader over ``SampleReader(dataset)``; ``persistent`` keeps its workers between
+    epochs (the epoch reaches them through the sampler's indices, not dataset state)."""
     sampler = EpochSampler(len(dataset), seed, shuffle)
     loader = torch.utils.data.DataLoader(
         SampleReader(dataset, seed), batch_size=batch_size, sampler=sampler, num_workers=num_workers,
-        pin_memory=pin_memory, drop_last=False, persistent_workers=False,
+        pin_memory=pin_memory, drop_last=False, persistent_workers=persistent and num_workers > 0,
     )
     return loader, sampler

@@ -159,6 +159,7 @@ class Trainer:
                 num_steps = math.ceil(len(sampler) / tc.batch_size)
                 hook.mlcore_epoch_start(trainer=self, epoch=epoch, num_steps=num_steps)
                 model.train()
+                bad_before = self.bad_images
                 loss_sum = torch.zeros((), device=self.device)
                 for i, (images, targets, bad) in enumerate(loader):
                     self._count_bad(bad)
@@ -186,6 +187,11 @@ class Trainer:
                     if tc.checkpoint_every and self.step % tc.checkpoint_every == 0 and not end:
                         self.save()
                 train_loss = float(loss_sum) / max(num_steps, 1)
+                if self.bad_images > bad_before:
+                    import warnings
+
+                    warnings.warn(f"epoch {epoch + 1}: {self.bad_images - bad_before} unreadable training image(s) "
+                                  f"replaced ({self.bad_images} in all)", stacklevel=2)
                 metrics = self.validate()
                 hook.mlcore_validation_end(trainer=self, epoch=epoch, metrics=metrics)
                 self.scheduler.step(metrics)
@@ -213,7 +219,7 @@ class Trainer:
         exp, tc = self.experiment, self.config.train
         _, metrics = infer(exp.model, exp.val_set, device=self.device, normalize=exp.normalizer,
                            batch_size=tc.eval_batch_size or tc.batch_size, num_workers=tc.num_workers,
-                           metrics=exp.metrics)
+                           metrics=exp.metrics, skip_bad=self.config.data.on_bad_image == "skip")
         self.last_metrics = metrics
         return metrics
 

@@ -48,7 +48,8 @@ def build(cfg: ShapesConfig, split: str, transform=None):
     from .generate import CLASSES
 
     root = dataset_root(cfg)
-    return dataset_from_index(voc_index(root, CLASSES, "shapes"), split, root, transform)
+    # images are image_size² already: without a transform they are used as drawn
+    return dataset_from_index(voc_index(root, CLASSES, "shapes"), split, root, transform, default_transform=None)
 
 
 plugin = Plugin("dataset", "shapes", "procedurally drawn coloured shapes (10 classes), for demos and tests",

@@ -1,0 +1,45 @@
+"""Label statistics of a config's dataset: the summary, a label-frequency plot and a
+co-occurrence heatmap (PNG files in ``output_dir/analysis/`` or ``--out``).
+
+Counts and co-occurrence come from the train split only — what models receive as
+LabelInfo (the seed built its graph from train + val, which leaks validation labels).
+"""
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+NAME = "analyze"
+HELP = "label statistics and plots of a config's dataset"
+TAKES_CONFIG = True
+
+
+def add_arguments(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--out", metavar="DIR", help="where to write the PNG files (default: output_dir/analysis)")
+
+
+def run(args: argparse.Namespace) -> int:
+    import numpy as np
+
+    from ..data.stats import class_lines, cooccurrence_plot, frequency_plot, split_table, top_pairs
+    from ..errors import MlcoreError
+    from ..experiment import build
+
+    exp = build(args.config, args.overrides)
+    info = exp.label_info
+    out = Path(args.out) if args.out else Path(exp.config.output_dir) / "analysis"
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+        frequency_plot(info.classes, info.counts, str(out / "label_frequency.png"))
+        cooccurrence_plot(info.classes, info.counts, info.cooccurrence, str(out / "cooccurrence.png"))
+    except OSError as exc:
+        raise MlcoreError(f"cannot write to {str(out)!r}: {exc.strerror or exc}") from exc
+    d = exp.config.data
+    print(f"{exp.config.dataset.name}: {len(info.classes)} classes")
+    for line in split_table({d.train_split: exp.train_set.targets, d.val_split: np.asarray(exp.val_set.targets)}):
+        print(line)
+    for line in class_lines(info.classes, info.counts):
+        print(line)
+    print(f"  most frequent pairs: {top_pairs(info.classes, info.cooccurrence)}")
+    print(f"wrote {out}/label_frequency.png, cooccurrence.png")
+    return 0
