@@ -25,19 +25,36 @@ def make_voc(root, objects: dict, splits: dict):
         (root / "ImageSets/Main" / f"{split}.txt").write_text("\n".join(ids) + "\n")
 
 
+def labels_of_rows(ds):
+    return [[ds.classes[j] for j in np.nonzero(row)[0]] for row in ds.targets]
+
+
 def test_voc2012_labels_skip_difficult_and_keep_all_difficult_images(tmp_path):
     make_voc(tmp_path, {"a": [("Dog", 0), ("person", 1)], "b": [("cat", None)], "c": [("car", 1)]},
-             {"train": ["a", "b", "c"], "val": ["b"]})
+             {"train": ["a", "b", "c"], "val": ["b"], "trainval": ["a", "b", "c"]})
     ds = mlcore.create("dataset", "voc2012", root=str(tmp_path), split="train")
-    labels = [[ds.classes[j] for j in np.nonzero(row)[0]] for row in ds.targets]
-    assert labels == [["dog"], ["cat"], []] and len(ds.classes) == 20
+    assert labels_of_rows(ds) == [["dog"], ["cat"], []] and len(ds.classes) == 20
     img, target = ds[0]
     assert img.dtype == torch.uint8 and img.shape == (3, 448, 448)  # the default eval transform
-    with pytest.raises(MlcoreError, match=r"Unknown value 'test' for argument split.*\['train', 'val'\]"):
+    with pytest.raises(MlcoreError, match=r"Unknown value 'test' for argument split.*\['train', 'trainval', 'val'\]"):
         mlcore.create("dataset", "voc2012", root=str(tmp_path), split="test")
+    trainval = mlcore.create("dataset", "voc2012", root=str(tmp_path), split="trainval")
+    assert labels_of_rows(trainval) == [["dog"], ["cat"], []]
     (tmp_path / "Annotations" / "b.xml").write_text("<annotation><object>")
     with pytest.raises(MlcoreError, match=r"b\.xml' is not valid XML"):
         mlcore.create("dataset", "voc2012", root=str(tmp_path), split="val")
+    (tmp_path / "Annotations" / "b.xml").write_text("<annotation><object><name>unicorn</name></object></annotation>")
+    with pytest.raises(MlcoreError, match=r"b\.xml': unknown class 'unicorn'"):
+        mlcore.create("dataset", "voc2012", root=str(tmp_path), split="val")
+    (tmp_path / "Annotations" / "b.xml").write_text("<annotation><object><name>cat</name></object></annotation>")
+    (tmp_path / "JPEGImages" / "b.jpg").unlink()
+    with pytest.raises(MlcoreError, match=r"image 'b' is listed but .*b.jpg' does not exist"):
+        mlcore.create("dataset", "voc2012", root=str(tmp_path), split="val")
+    (tmp_path / "Annotations" / "c.xml").unlink()
+    with pytest.raises(MlcoreError, match=r"annotation file .*c.xml' does not exist"):
+        mlcore.create("dataset", "voc2012", root=str(tmp_path), split="train")
+    with pytest.raises(MlcoreError, match=r"dataset root .* does not exist"):
+        mlcore.create("dataset", "voc2012", root=str(tmp_path / "gone"), split="train")
 
 
 def test_shapes_is_generated_once_in_voc_layout(tmp_path):

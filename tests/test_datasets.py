@@ -210,3 +210,25 @@ def test_index_is_cached_outside_the_root_and_rebuilt_when_sources_change(tmp_pa
     for f in (cache / "index").glob("*.npz"):
         f.write_bytes(b"damaged")
     assert len(mlcore.create("dataset", "coco", root=str(root), split="val")) == 3  # rebuilt, not trusted
+
+
+def test_the_seed_recipes_load_given_data(tmp_path):
+    from conftest import ROOT
+    from test_data import make_voc
+
+    make_voc(tmp_path / "voc", {"a": [("dog", 0)], "b": [("cat", 0)]}, {"train": ["a"], "val": ["b"]})
+    make_coco(tmp_path / "coco", split="train")
+    make_coco(tmp_path / "coco", split="val")
+    make_vg(tmp_path / "vg", [(i, ["tree", "sky"] if i % 3 else ["dog"]) for i in range(2, 12)])
+    for name, folder, classes in [("voc2012", "voc", 20), ("coco", "coco", 3), ("vg500", "vg", 3)]:
+        exp = mlcore.build(ROOT / "configs" / f"{name}_resnet101.yaml",
+                           [f"dataset.root={tmp_path / folder}", "model.pretrained=null"])
+        cfg = exp.config
+        assert (cfg.data.scale_size, cfg.data.crop_size, cfg.data.train_crops) == (640, 576, [640, 576, 512, 384, 320])
+        assert (cfg.optimizer.name, cfg.optimizer.lr, cfg.train.batch_size) == ("adam", 1e-5, 32)
+        assert (cfg.scheduler.name, cfg.scheduler.patience) == ("plateau", 2)
+        assert next(h for h in cfg.hooks if h.name == "early_stop").cfg.patience == 5
+        assert len(exp.classes) == classes and len(exp.train_set) > 0 and len(exp.val_set) > 0
+        assert exp.model.fc.out_features == classes
+        img, _ = exp.train_set[0]
+        assert img.shape == (3, 576, 576)
