@@ -122,14 +122,13 @@ class Experiment:
 
     def load_checkpoint(self, path: str | os.PathLike | None = None) -> dict:
         """Load model weights from ``path`` (default: the run's ``best.pt``)."""
-        from .engine.checkpoint import FORMAT, load_model_weights, model_state, safe_load
+        from .engine.checkpoint import FORMAT, load_weights_file
 
         path = Path(path) if path is not None else self.checkpoint_path()
         if not path.is_file():
             hint = " (train first, or pass --checkpoint)" if path == self.checkpoint_path() else ""
             raise MlcoreError(f"checkpoint {str(path)!r} does not exist{hint}")
-        ckpt = safe_load(path)
-        load_model_weights(self.model, model_state(ckpt, str(path)), str(path))
+        ckpt = load_weights_file(self.model, str(path))
         return ckpt if isinstance(ckpt, dict) and ckpt.get("format") == FORMAT else {}
 
     def split_set(self, split: str):

@@ -50,13 +50,38 @@ def atomic_save(obj: Any, path: str | os.PathLike) -> None:
         pass
 
 
+def _numpy_scalar_globals() -> list:
+    """The numpy types a scalar such as the official SSGRL's ``best_mAP`` pickles as —
+    plain data, let through ``weights_only`` loading, and nothing more."""
+    out: list = [np.dtype]
+    for mod in ("numpy._core.multiarray", "numpy.core.multiarray"):
+        try:
+            import importlib
+
+            out.append(importlib.import_module(mod).scalar)
+            break
+        except (ImportError, AttributeError):
+            continue
+    dtypes = getattr(np, "dtypes", None)
+    if dtypes is not None:
+        out += [getattr(dtypes, n) for n in ("Float64DType", "Float32DType", "Int64DType", "Int32DType")
+                if hasattr(dtypes, n)]
+    return out
+
+
 def safe_load(path: str | os.PathLike) -> Any:
-    """Read a checkpoint or weights file without running code from it."""
+    """Read a checkpoint or weights file without running code from it (tensors,
+    containers, numbers and numpy scalars only)."""
     path = os.fspath(path)
     if not os.path.isfile(path):
         raise MlcoreError(f"checkpoint {path!r} does not exist")
     try:
-        return torch.load(path, map_location="cpu", weights_only=True)
+        ctx = getattr(torch.serialization, "safe_globals", None)
+        if ctx is None:  # torch < 2.5
+            torch.serialization.add_safe_globals(_numpy_scalar_globals())
+            return torch.load(path, map_location="cpu", weights_only=True)
+        with ctx(_numpy_scalar_globals()):
+            return torch.load(path, map_location="cpu", weights_only=True)
     except pickle.UnpicklingError as exc:
         found = re.search(r"(?:unsupported|Unsupported global:) GLOBAL ([\w.]+)", str(exc))
         if found:
@@ -90,13 +115,35 @@ def set_rng_state(state: dict) -> None:
 
 
 def model_state(obj: Any, path: str) -> dict:
-    """The model weights in a loaded checkpoint: an mlcore checkpoint's ``model``, or a
-    plain state dict (e.g. weights saved with ``torch.save(model.state_dict())``)."""
+    """The model weights in a loaded file: an mlcore checkpoint's ``model``; the
+    ``state_dict`` or ``model_state_dict`` of other trainers' checkpoints (the official
+    SSGRL's ``{epoch, state_dict, best_mAP}``, the seed's); or a plain state dict. The
+    ``module.`` prefix of DataParallel/DDP saves is dropped."""
     if isinstance(obj, dict) and obj.get("format") == FORMAT:
         return obj["model"]
+    if isinstance(obj, dict):
+        for key in ("state_dict", "model_state_dict", "model"):
+            if isinstance(obj.get(key), dict):
+                obj = obj[key]
+                break
     if isinstance(obj, dict) and obj and all(isinstance(v, torch.Tensor) for v in obj.values()):
-        return obj
+        return {k.removeprefix("module."): v for k, v in obj.items()}
     raise MlcoreError(f"{path!r} holds no model weights (neither an mlcore checkpoint nor a state dict)")
+
+
+def load_weights_file(model: torch.nn.Module, path: str) -> Any:
+    """Load a whole model's weights from ``path``; returns what the file held.
+
+    A model whose parameters were named differently elsewhere (the seed's, the official
+    code's) declares ``remap_state_dict(state) -> state``; it is applied first.
+    """
+    obj = safe_load(path)
+    state = model_state(obj, path)
+    remap = getattr(model, "remap_state_dict", None)
+    if callable(remap):
+        state = remap(state)
+    load_model_weights(model, state, path)
+    return obj
 
 
 def load_model_weights(model: torch.nn.Module, state: dict, source: str, *, ignore: tuple[str, ...] = (),

@@ -23,6 +23,10 @@ class ResNetBackbone(nn.Module):
         self.out_dim = net.fc.in_features
         self.arch = arch
 
+    def last_stage(self) -> nn.Module:
+        """The stage that keeps training when the rest is frozen (the seed's policy)."""
+        return self.layer4
+
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         x = self.maxpool(self.relu(self.bn1(self.conv1(x))))
         return self.layer4(self.layer3(self.layer2(self.layer1(x))))

@@ -29,6 +29,20 @@ class TimmBackbone(nn.Module):
         self.out_dim = self.model.num_features
         self.num_prefix_tokens = getattr(self.model, "num_prefix_tokens", 0)
 
+    def last_stage(self) -> nn.Module:
+        """The module of timm's last feature stage (``feature_info``), or the last child
+        holding parameters."""
+        info = getattr(self.model, "feature_info", None)
+        if info:
+            name = info[-1].get("module") if isinstance(info[-1], dict) else None
+            if name:
+                try:
+                    return self.model.get_submodule(name)
+                except AttributeError:
+                    pass
+        children = [m for m in self.model.children() if any(True for _ in m.parameters())]
+        return children[-1]
+
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         y = self.model.forward_features(x)
         if y.ndim == 4 and y.shape[1] != self.out_dim and y.shape[-1] == self.out_dim:

@@ -14,6 +14,7 @@ class ClassifierConfig:
 
     backbone: str = field(default="resnet50", metadata={"plugin": "backbone"})
     pretrained: str | None = None
+    weights: str | None = None
     dropout: float = 0.0
 
     def validate(self):
@@ -22,26 +23,34 @@ class ClassifierConfig:
 
 @dataclass
 class ResNetConfig:
-    """``pretrained``: local torchvision weights (e.g. ``resnet101-63fe2227.pth``)."""
+    """``pretrained``: local torchvision ImageNet weights for the backbone (e.g.
+    ``resnet101-63fe2227.pth``); ``weights``: a whole trained model (an mlcore checkpoint,
+    or the seed's ResNet101 file)."""
 
     pretrained: str | None = None
+    weights: str | None = None
     dropout: float = 0.0
 
     def validate(self):
         return [] if 0 <= self.dropout < 1 else [("dropout", f"must be in [0, 1), got {self.dropout}")]
 
 
-def _make(backbone_name: str, pretrained: str | None, dropout: float, num_classes: int):
+def _make(backbone_name: str, cfg, num_classes: int):
     from mlcore.experiment import create_backbone
 
     from .model import Classifier
 
-    params = {"pretrained": pretrained} if pretrained else {}
-    return Classifier(create_backbone(backbone_name, **params), num_classes, dropout)
+    params = {"pretrained": cfg.pretrained} if cfg.pretrained else {}
+    model = Classifier(create_backbone(backbone_name, **params), num_classes, cfg.dropout)
+    if cfg.weights:
+        from mlcore.engine.checkpoint import load_weights_file
+
+        load_weights_file(model, cfg.weights)
+    return model
 
 
 def _build_classifier(cfg: ClassifierConfig, num_classes: int):
-    return _make(cfg.backbone, cfg.pretrained, cfg.dropout, num_classes)
+    return _make(cfg.backbone, cfg, num_classes)
 
 
 classifier = Plugin("model", "classifier", "backbone + global average pool + linear layer",
@@ -50,7 +59,7 @@ classifier = Plugin("model", "classifier", "backbone + global average pool + lin
 
 def _resnet(arch: str) -> Plugin:
     def build(cfg: ResNetConfig, num_classes: int):
-        return _make(arch, cfg.pretrained, cfg.dropout, num_classes)
+        return _make(arch, cfg, num_classes)
 
     depth = arch.removeprefix("resnet")
     return Plugin("model", arch, f"ResNet-{depth} classifier (torchvision architecture)", ResNetConfig, build)

@@ -16,5 +16,13 @@ class Classifier(nn.Module):
         self.dropout = nn.Dropout(dropout) if dropout > 0 else nn.Identity()
         self.fc = nn.Linear(backbone.out_dim, num_classes)
 
+    def remap_state_dict(self, state: dict) -> dict:
+        """The seed's ResNet101 saved a whole torchvision ResNet as ``network.*`` (its
+        ``fc`` the classifier): read it as backbone + ``fc``."""
+        if not any(k.startswith("network.") for k in state):
+            return state
+        return {("fc." + k[len("network.fc."):] if k.startswith("network.fc.") else
+                 "backbone." + k[len("network."):] if k.startswith("network.") else k): v for k, v in state.items()}
+
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.fc(self.dropout(self.pool(self.backbone(x)).flatten(1)))

@@ -1,0 +1,75 @@
+"""SSGRL's semantic decoupling without its B×C×P×1024 intermediate.
+
+The official module scores every (label c, position p) as
+``fc_a(fc_3(tanh(fc_1(f_p) ⊙ fc_2(w_c))))`` and materializes the tanh tensor for all
+labels and positions at once (3 GB at 80 labels, 17 GB at 500 for a batch of 8 on a 9×9
+map). Two facts make that unnecessary:
+
+* ``fc_a ∘ fc_3`` is a linear map after a linear map: one vector ``v = fc_3ᵀ fc_a`` does
+  the same, and the biases only add the same constant to every position's score, which
+  the softmax over positions cancels;
+* ``Σ_k v_k tanh(a_pk w_ck)`` can be computed a few labels at a time, and recomputed in
+  backward instead of stored (:class:`TanhProductScore`).
+
+The attention-weighted sum of features is then one batched matrix product.
+"""
+from __future__ import annotations
+
+import torch
+
+#: elements of one chunk of the (batch, labels, positions, hidden) tanh tensor
+CHUNK_ELEMENTS = 1 << 23
+
+
+def _chunk(b: int, p: int, k: int) -> int:
+    return max(1, CHUNK_ELEMENTS // max(1, b * p * k))
+
+
+class TanhProductScore(torch.autograd.Function):
+    """``s[b,c,p] = Σ_k v[k] · tanh(a[b,p,k] · w[c,k])``, chunked over labels, with the
+    tanh recomputed in backward rather than kept."""
+
+    @staticmethod
+    def forward(ctx, a: torch.Tensor, w: torch.Tensor, v: torch.Tensor) -> torch.Tensor:
+        b, p, k = a.shape
+        c = w.shape[0]
+        step = _chunk(b, p, k)
+        out = a.new_empty(b, c, p)
+        for c0 in range(0, c, step):
+            t = torch.tanh(a.unsqueeze(1) * w[c0:c0 + step, None, :])  # B×c×P×K
+            out[:, c0:c0 + step] = torch.matmul(t, v)
+        ctx.save_for_backward(a, w, v)
+        return out
+
+    @staticmethod
+    def backward(ctx, grad: torch.Tensor):
+        a, w, v = ctx.saved_tensors
+        b, p, k = a.shape
+        c = w.shape[0]
+        step = _chunk(b, p, k)
+        grad_a = torch.zeros_like(a)
+        grad_w = torch.empty_like(w)
+        grad_v = torch.zeros_like(v)
+        for c0 in range(0, c, step):
+            wc = w[c0:c0 + step]
+            g = grad[:, c0:c0 + step].unsqueeze(-1)  # B×c×P×1
+            t = torch.tanh(a.unsqueeze(1) * wc[:, None, :])  # B×c×P×K
+            grad_v += (t * g).sum((0, 1, 2))
+            d = t.mul_(t).neg_().add_(1).mul_(v).mul_(g)  # dL/d(a·w): (1 - t²)·v·g, in place
+            grad_a += torch.einsum("bcpk,ck->bpk", d, wc)
+            grad_w[c0:c0 + step] = torch.einsum("bcpk,bpk->ck", d, a)
+        return grad_a, grad_w, grad_v
+
+
+def attention_scores(features: torch.Tensor, label_hidden: torch.Tensor, fc_1: torch.nn.Linear,
+                     fc_3: torch.nn.Linear, fc_a: torch.nn.Linear) -> torch.Tensor:
+    """Scores ``[B, C, P]`` up to a per-(image, label) constant (which softmax ignores).
+
+    ``features``: ``[B, P, D]``; ``label_hidden``: ``fc_2(word vectors)``, ``[C, 1024]``.
+    """
+    a = fc_1(features)  # B×P×K
+    v = (fc_a.weight @ fc_3.weight).squeeze(0)  # K
+    if a.dtype != label_hidden.dtype:  # under autocast the linear layers may differ
+        label_hidden = label_hidden.to(a.dtype)
+        v = v.to(a.dtype)
+    return TanhProductScore.apply(a, label_hidden, v)
