@@ -1,5 +1,6 @@
 # make install — .venv with the project (editable) and its test tools; quick when done
 # make demo    — train and evaluate a small model on the generated `shapes` set
+# make demo-ssgrl — the same with SSGRL's head
 # make test    — the test suite
 # make bench   — benchmarks (ratios against a baseline measured in the same run)
 PYTHON ?= python3
@@ -7,7 +8,7 @@ VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 
-.PHONY: install demo test bench clean
+.PHONY: install demo demo-ssgrl test bench clean
 
 install: $(STAMP)
 
@@ -20,6 +21,11 @@ $(STAMP): pyproject.toml
 demo: install
 	$(VENV)/bin/mlcore train configs/demo.yaml
 	$(VENV)/bin/mlcore evaluate configs/demo.yaml
+
+demo-ssgrl: install
+	$(PY) -m mlcore_builtins.shapes.vectors runs/demo_ssgrl/label_vectors.npy
+	$(VENV)/bin/mlcore train configs/demo_ssgrl.yaml
+	$(VENV)/bin/mlcore evaluate configs/demo_ssgrl.yaml
 
 test: install
 	$(PY) -m pytest -q

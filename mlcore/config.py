@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import copy
 import os
+import warnings
 from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any, Iterable
@@ -330,7 +331,6 @@ def check_config(data: dict, sources: dict[str, str], path: str | None, registry
             if rec.name in data:
                 say(rec.name, str(exc))
             else:  # an installed hook that is broken must not stop unrelated work
-                import warnings
                 warnings.warn(str(exc), stacklevel=2)
             continue
         cfg = schema_mod.check(plugin.schema, section if section is not None else {}, rec.name, locate,

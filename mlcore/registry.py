@@ -50,7 +50,8 @@ class PluginRecord:
 
     def as_row(self) -> dict:
         """The JSON row of ``mlcore list-plugins --json``."""
-        row = {"kind": self.kind, "name": self.name,
+        namespace = self.plugin is not None and self.plugin.namespace
+        row = {"kind": self.kind, "name": self.name + ("/*" if namespace else ""),
                "summary": self.plugin.summary if self.plugin else "",
                "distribution": self.distribution, "version": self.version, "status": self.status}
         if self.error:

@@ -2,8 +2,7 @@
 from __future__ import annotations
 
 import json
-import sys
-import tomllib
+import pytest
 
 from conftest import ROOT, make_dist, run_cli, tiny_config, write_yaml
 
@@ -12,6 +11,7 @@ EXAMPLE = ROOT / "examples" / "mlcore-example-plugin"
 
 def test_example_plugin_trains_through_its_entry_point(tmp_path):
     # "install" the example: a dist-info made from its own pyproject, its source on the path
+    tomllib = pytest.importorskip("tomllib")  # Python 3.11+
     meta = tomllib.loads((EXAMPLE / "pyproject.toml").read_text())["project"]
     make_dist(tmp_path / "site", meta["name"], meta["entry-points"], version=meta["version"])
     env = {"PYTHONPATH": f"{tmp_path / 'site'}:{EXAMPLE}"}

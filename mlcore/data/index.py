@@ -12,6 +12,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import warnings
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 
@@ -103,8 +104,6 @@ def cached_index(kind: str, params: dict, sources: Sequence[str], build: Callabl
     try:
         save(index, path)
     except OSError as exc:
-        import warnings
-
         warnings.warn(f"could not cache the {kind} label index in {path!r}: {exc}", stacklevel=2)
     return index
 

@@ -1,6 +1,7 @@
 """Running a model over a dataset and scoring it with the metric plugins."""
 from __future__ import annotations
 
+import warnings
 from collections.abc import Sequence
 
 import torch
@@ -57,8 +58,6 @@ def infer(model: torch.nn.Module, dataset, *, device: torch.device, normalize: N
     if skip_bad:
         result["num_skipped_images"] = len(skipped)
         if skipped:
-            import warnings
-
             warnings.warn(f"{len(skipped)} unreadable image(s) left out of the evaluation, e.g. {skipped[0]!r}",
                           stacklevel=2)
     return scores, result

@@ -13,6 +13,7 @@ import math
 import random
 import signal
 import threading
+import warnings
 from pathlib import Path
 from typing import Any
 
@@ -136,7 +137,8 @@ class Trainer:
         np.random.seed(tc.seed % 2**32)
         random.seed(tc.seed)
         model = exp.model.to(self.device)
-        train_set, val_set = exp.train_set, exp.val_set
+        train_set = exp.train_set
+        exp.val_set  # built (and checked against the train classes) before anything is written
         loss_fn = exp.loss
         self.optimizer = build_optimizer(cfg.optimizer, model)
         self.scheduler = EpochScheduler(cfg.scheduler, self.optimizer, tc.epochs)
@@ -188,8 +190,6 @@ class Trainer:
                         self.save()
                 train_loss = float(loss_sum) / max(num_steps, 1)
                 if self.bad_images > bad_before:
-                    import warnings
-
                     warnings.warn(f"epoch {epoch + 1}: {self.bad_images - bad_before} unreadable training image(s) "
                                   f"replaced ({self.bad_images} in all)", stacklevel=2)
                 metrics = self.validate()
@@ -247,8 +247,6 @@ class Trainer:
             raise MlcoreError(f"cannot write to output_dir {str(self.output_dir)!r}: {exc.strerror or exc}") from exc
 
     def _count_bad(self, bad: list[str]) -> None:
-        import warnings
-
         for path in bad:
             if not path:
                 continue
