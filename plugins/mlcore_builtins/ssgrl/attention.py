@@ -52,13 +52,13 @@ class TanhProductScore(torch.autograd.Function):
         grad_v = torch.zeros_like(v)
         for c0 in range(0, c, step):
             wc = w[c0:c0 + step]
-            g = grad[:, c0:c0 + step].unsqueeze(-1)  # B×c×P×1
-            t = torch.tanh(a.unsqueeze(1) * wc[:, None, :])  # B×c×P×K
-            grad_v += (t * g).sum((0, 1, 2))
-            d = t.mul_(t).neg_().add_(1).mul_(v).mul_(g)  # dL/d(a·w): (1 - t²)·v·g, in place
-            grad_a += torch.einsum("bcpk,ck->bpk", d, wc)
-            grad_w[c0:c0 + step] = torch.einsum("bcpk,bpk->ck", d, a)
-        return grad_a, grad_w, grad_v
+            g = grad[:, c0:c0 + step]  # B×c×P
+            t = torch.tanh(a.unsqueeze(1) * wc[:, None, :])  # B×c×P×K, recomputed
+            grad_v += g.reshape(1, -1).matmul(t.reshape(-1, k)).squeeze(0)
+            e = t.mul_(t).neg_().add_(1).mul_(g.unsqueeze(-1))  # (1 - t²)·g, in place; v applied below
+            grad_a += (e * wc[:, None, :]).sum(1)
+            grad_w[c0:c0 + step] = (e * a.unsqueeze(1)).sum((0, 2))
+        return grad_a.mul_(v), grad_w.mul_(v), grad_v
 
 
 def attention_scores(features: torch.Tensor, label_hidden: torch.Tensor, fc_1: torch.nn.Linear,
