@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import dataclasses
 import inspect
+import re
 import types
 import typing
 from typing import Any, Callable, Literal, Union
@@ -46,6 +47,15 @@ def _type_name(tp: Any) -> str:
     return str(tp)
 
 
+_FLOAT_TEXT = re.compile(r"^[-+]?(\d+\.?\d*|\.\d+)([eE][-+]?\d+)?$")
+
+
+def _numeric_text(value: Any) -> bool:
+    """``"5e-4"``: YAML 1.1 (PyYAML) reads exponent numbers without a dot as strings;
+    where a number is expected they are read as the number the user meant."""
+    return isinstance(value, str) and bool(_FLOAT_TEXT.match(value.strip()))
+
+
 def _value_problem(value: Any, tp: Any) -> str | None:
     """None when ``value`` fits ``tp``, else why not (a short phrase)."""
     if tp is Any or tp is object:
@@ -72,7 +82,7 @@ def _value_problem(value: Any, tp: Any) -> str | None:
     if tp is bool:
         return None if isinstance(value, bool) else "expected true or false"
     if tp is float:
-        ok = isinstance(value, (int, float)) and not isinstance(value, bool)
+        ok = isinstance(value, (int, float)) and not isinstance(value, bool) or _numeric_text(value)
         return None if ok else "expected a number"
     if tp is int:
         ok = isinstance(value, int) and not isinstance(value, bool)
@@ -85,11 +95,22 @@ def _value_problem(value: Any, tp: Any) -> str | None:
 
 
 def _coerce(value: Any, tp: Any) -> Any:
-    """YAML gives ints where floats are meant (``lr: 1``) and lists for tuples."""
-    if tp is float and isinstance(value, int) and not isinstance(value, bool):
-        return float(value)
-    if typing.get_origin(tp) is tuple and isinstance(value, list):
-        return tuple(value)
+    """YAML gives ints where floats are meant (``lr: 1``), strings for ``5e-4``, and
+    lists for tuples."""
+    origin = typing.get_origin(tp)
+    if tp is float:
+        if isinstance(value, int) and not isinstance(value, bool) or _numeric_text(value):
+            return float(value)
+        return value
+    if origin in (Union, types.UnionType):
+        for arg in typing.get_args(tp):
+            if _value_problem(value, arg) is None:
+                return _coerce(value, arg)
+        return value
+    if origin in (list, tuple) and isinstance(value, (list, tuple)):
+        args = typing.get_args(tp)
+        items = [_coerce(v, args[0]) for v in value] if args else list(value)
+        return tuple(items) if origin is tuple else items
     return value
 
 

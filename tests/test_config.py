@@ -22,7 +22,7 @@ def test_minimal_config_gets_defaults(tmp_path):
     assert cfg.train.checkpoint_every == 0 and cfg.data.train_split == "train"
     assert {h.name for h in cfg.hooks} == {"early_stop", "tensorboard", "progress"}
     resolved = cfg.resolved()
-    assert resolved["model"] == {"name": "resnet18", "pretrained": None, "dropout": 0.0}
+    assert resolved["model"] == {"name": "resnet18", "pretrained": None, "weights": None, "dropout": 0.0}
     assert resolved["early_stop"] == {"monitor": "mAP", "patience": 5, "min_delta": 0.0}
     assert yaml.safe_load(cfg.to_yaml()) == resolved  # plain YAML, loads back the same
 
@@ -141,3 +141,12 @@ def test_hook_sections_are_checked_and_can_be_switched_off():
     assert {h.name for h in cfg.hooks} == {"early_stop", "progress"}
     assert cfg.resolved()["tensorboard"] is False
     assert next(h for h in cfg.hooks if h.name == "early_stop").cfg.patience == 2
+
+
+def test_exponent_numbers_without_a_dot_are_numbers():
+    cfg = load_config({"dataset": "shapes", "model": "resnet18", "optimizer": {"name": "adam", "lr": "5e-4"},
+                       "loss": {"name": "bce", "pos_weight": ["1e0", 2]}}, ["optimizer.weight_decay=1e-5"])
+    assert cfg.optimizer.lr == 5e-4 and cfg.optimizer.weight_decay == 1e-5
+    assert cfg.loss.cfg.pos_weight == [1.0, 2.0]
+    assert any("expected a number, got 'fast'" in p for p in problems_of(
+        {"dataset": "shapes", "model": "resnet18", "optimizer": {"name": "adam", "lr": "fast"}}))
