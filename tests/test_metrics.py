@@ -92,8 +92,12 @@ def test_prf_matches_the_seed_formulas():
     for i, row in enumerate(scores.numpy()):
         top[i, np.argsort(-row)[:2]] = 1
     want_top = reference_prf(top, targets.numpy())
-    want_thr = reference_prf((scores.numpy() >= 0.6).astype(float), targets.numpy())
+    want_thr = reference_prf((scores.numpy() > 0.6).astype(float), targets.numpy())
     for k in want_top:
         assert out[f"topk_{k}"] == pytest.approx(want_top[k], abs=1e-12)
         assert out[f"threshold_{k}"] == pytest.approx(want_thr[k], abs=1e-12)
     assert all(math.isfinite(v) for v in out.values())
+    # the seed compares with ">": a probability exactly at the threshold is not predicted
+    edge = mlcore.create("metric", "prf", num_classes=2, topk=1, threshold=0.5)
+    edge.update(torch.tensor([[0.5, 0.2]]), torch.tensor([[1.0, 0.0]]))
+    assert edge.compute()["threshold_op"] == 0.0 and edge.compute()["topk_op"] == 1.0

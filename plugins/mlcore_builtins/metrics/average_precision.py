@@ -6,8 +6,11 @@ envelope), ``interpolated=False`` gives the step-wise AP of scikit-learn's
 ``average_precision_score``. A label without any positive has no AP (NaN here, ``null``
 in results) and is left out of the mean.
 
-Labels are rows (C×N, contiguous) so every sort and scan runs along memory; counts are
-integers, so sums do not depend on the order of samples within a tie.
+Only thresholds at positive scores matter (precision peaks where a positive enters, and
+recall only moves there), so nothing is sorted but each label's positives: every score
+is placed among its label's sorted positive scores with one ``searchsorted``, and a
+histogram of those places gives, for each positive's threshold, how many samples score
+at or above it. That avoids sorting all N×C scores.
 """
 from __future__ import annotations
 
@@ -17,23 +20,33 @@ import torch
 def average_precision(scores: torch.Tensor, targets: torch.Tensor, interpolated: bool = True) -> torch.Tensor:
     """AP of each column: ``scores``, ``targets`` are N×C; returns C float64 values."""
     n, c = scores.shape
-    if n == 0:
+    pos = (targets > 0).t()
+    npos = pos.sum(1)
+    pmax = int(npos.max()) if n else 0
+    if pmax == 0:
         return torch.full((c,), float("nan"), dtype=torch.float64)
-    s, order = torch.sort(scores.t().contiguous(), dim=1, descending=True)
-    t = torch.gather((targets > 0).t().to(torch.int32), 1, order)
-    tp = t.cumsum(1, dtype=torch.int32)
-    # the last sample of each run of equal scores closes a threshold
-    end = torch.ones_like(s, dtype=torch.bool)
-    end[:, :-1] = s[:, 1:] != s[:, :-1]
-    zero = torch.zeros((), dtype=torch.int32)
-    tp_end = torch.where(end, tp, zero)
-    # positives gained at each threshold: tp there minus tp at the previous threshold
-    before = torch.nn.functional.pad(tp_end.cummax(1).values[:, :-1], (1, 0))
-    gained = torch.where(end, tp - before, zero)
-    rank = torch.arange(1, n + 1, dtype=torch.float64)
-    precision = torch.where(end, tp / rank, torch.zeros((), dtype=torch.float64))
-    # interpolated: the best precision at this or any later threshold (the envelope)
-    value = precision.flip(1).cummax(1).values.flip(1) if interpolated else precision
-    npos = tp[:, -1].to(torch.float64)
-    ap = (gained * value).sum(1) / npos.clamp(min=1)
+    s = scores.t().float().contiguous()  # C×N, one label per row
+    # each label's positive scores, ascending, right-aligned in a row padded with -inf
+    label, sample = pos.nonzero(as_tuple=True)
+    offset = torch.cumsum(npos, 0) - npos
+    slot = torch.arange(len(label)) - offset[label] + (pmax - npos[label])
+    thresholds = torch.full((c, pmax), float("-inf"))
+    thresholds[label, slot] = s[label, sample]
+    thresholds = torch.sort(thresholds, dim=1).values
+    # place[i] = how many thresholds (pads included) are <= score i
+    place = torch.searchsorted(thresholds, s, right=True)
+    counts = torch.zeros(c, pmax + 1, dtype=torch.int64).scatter_add_(1, place, torch.ones_like(place))
+    own = torch.searchsorted(thresholds, thresholds, right=True)  # the positives' own places
+    counts.scatter_add_(1, own, torch.full_like(own, -1))
+    counts[:, 0] = 0  # pads and everything below the lowest positive
+    at_or_above = counts.flip(1).cumsum(1).flip(1)  # [k]: negatives placed at k or above
+    first = torch.searchsorted(thresholds, thresholds, right=False)  # first of each tied value
+    pos_ge = (pmax - first).double()  # positives scoring >= this threshold
+    neg_ge = torch.gather(at_or_above, 1, first + 1).double()
+    precision = pos_ge / (pos_ge + neg_ge)
+    real = torch.arange(pmax)[None, :] >= (pmax - npos)[:, None]
+    precision = torch.where(real, precision, torch.zeros_like(precision))
+    if interpolated:  # best precision at this or any lower threshold (higher recall)
+        precision = precision.cummax(1).values
+    ap = torch.where(real, precision, torch.zeros_like(precision)).sum(1) / npos.clamp(min=1)
     return torch.where(npos > 0, ap, torch.full_like(ap, float("nan")))

@@ -27,12 +27,15 @@ class _Accumulator:
             raise ValueError(f"expected scores and targets of shape [B, {self.num_classes}], "
                              f"got {tuple(scores.shape)} and {tuple(targets.shape)}")
         self._scores.append(scores.detach().float().cpu())
-        self._targets.append(targets.detach().cpu() > 0)
+        self._targets.append((targets.detach() > 0).float().cpu())
 
     def _all(self) -> tuple[torch.Tensor, torch.Tensor]:
+        """All scores and 0/1 float targets so far, N×C (concatenated once, then kept)."""
         if not self._scores:
-            return torch.zeros(0, self.num_classes), torch.zeros(0, self.num_classes, dtype=torch.bool)
-        return torch.cat(self._scores), torch.cat(self._targets)
+            return torch.zeros(0, self.num_classes), torch.zeros(0, self.num_classes)
+        if len(self._scores) > 1:
+            self._scores, self._targets = [torch.cat(self._scores)], [torch.cat(self._targets)]
+        return self._scores[0], self._targets[0]
 
 
 class MeanAP(_Accumulator):
@@ -61,16 +64,13 @@ def _f1(p: float, r: float) -> float:
     return 2 * p * r / (p + r) if p + r > 0 else 0.0
 
 
-def prf(pred: torch.Tensor, targets: torch.Tensor) -> dict:
-    """CP, CR, CF1, OP, OR, OF1 of 0/1 predictions (the seed's definitions).
+def prf_from_counts(nc: torch.Tensor, np_: torch.Tensor, ng: torch.Tensor) -> dict:
+    """CP, CR, CF1, OP, OR, OF1 from per-class counts (the seed's definitions).
 
     Per class c: Nc correct, Np predicted, Ng ground truth. CP = mean_c Nc/Np,
     CR = mean_c Nc/Ng, OP = ΣNc/ΣNp, OR = ΣNc/ΣNg, F1s from those; a 0/0 counts as 0.
     """
-    pred, targets = pred > 0, targets > 0
-    nc = (pred & targets).sum(0).double()
-    np_ = pred.sum(0).double()
-    ng = targets.sum(0).double()
+    nc, np_, ng = nc.double(), np_.double(), ng.double()
     cp = float(_ratio(nc, np_).mean()) if nc.numel() else 0.0
     cr = float(_ratio(nc, ng).mean()) if nc.numel() else 0.0
     op = float(_ratio(nc.sum(), np_.sum()))
@@ -78,9 +78,16 @@ def prf(pred: torch.Tensor, targets: torch.Tensor) -> dict:
     return {"cp": cp, "cr": cr, "cf1": _f1(cp, cr), "op": op, "or": orr, "of1": _f1(op, orr)}
 
 
+def prf(pred: torch.Tensor, targets: torch.Tensor) -> dict:
+    """CP, CR, CF1, OP, OR, OF1 of N×C 0/1 predictions against 0/1 targets."""
+    pred, targets = (pred > 0).float(), (targets > 0).float()
+    return prf_from_counts((pred * targets).sum(0), pred.sum(0), targets.sum(0))
+
+
 class PrecisionRecallF1(_Accumulator):
     """The seed's CP/CR/CF1/OP/OR/OF1 for the ``topk`` labels of each image
-    (``topk_*``) and for probabilities ``>= threshold`` (``threshold_*``)."""
+    (``topk_*``) and for probabilities above ``threshold`` (``threshold_*``; ``>`` as
+    the seed compares)."""
 
     def __init__(self, num_classes: int, topk: int = 3, threshold: float = 0.5):
         self.topk, self.threshold = topk, threshold
@@ -88,10 +95,15 @@ class PrecisionRecallF1(_Accumulator):
 
     def compute(self) -> dict:
         scores, targets = self._all()
-        k = min(self.topk, self.num_classes)
-        top = torch.zeros_like(scores, dtype=torch.bool)
-        if len(scores):
-            top.scatter_(1, scores.topk(k, dim=1).indices, True)
-        out = {f"topk_{key}": v for key, v in prf(top, targets).items()}
-        out.update({f"threshold_{key}": v for key, v in prf(scores >= self.threshold, targets).items()})
+        c = self.num_classes
+        ng = targets.sum(0)
+        # top-k: count from the k chosen columns of each row only
+        idx = scores.topk(min(self.topk, c), dim=1).indices.flatten()
+        hit = torch.gather(targets, 1, idx.view(len(scores), -1)).flatten()
+        np_top = torch.bincount(idx, minlength=c)
+        nc_top = torch.zeros(c).index_add_(0, idx, hit)
+        out = {f"topk_{k}": v for k, v in prf_from_counts(nc_top, np_top, ng).items()}
+        above = (scores > self.threshold).float()
+        out.update({f"threshold_{k}": v
+                    for k, v in prf_from_counts((above * targets).sum(0), above.sum(0), ng).items()})
         return out
