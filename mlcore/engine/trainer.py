@@ -83,8 +83,10 @@ class Trainer:
             for item in self.hooks.hook.mlcore_state_dict(trainer=self):
                 if item:
                     hook_states[item[0]] = item[1]
+            loss_state = getattr(exp.loss, "state_dict", None)
             state.update(optimizer=self.optimizer.state_dict(), scheduler=self.scheduler.state_dict(),
-                         rng=rng_state(), hooks=hook_states, bad_images=self.bad_images)
+                         rng=rng_state(), hooks=hook_states, bad_images=self.bad_images,
+                         loss=loss_state() if callable(loss_state) else None)
         return state
 
     def save(self, name: str = "last.pt", full: bool = True) -> Path:
@@ -108,6 +110,8 @@ class Trainer:
         self.last_metrics = dict(ckpt.get("metrics") or {})
         self.bad_images = int(ckpt.get("bad_images", 0))
         self.hooks.hook.mlcore_load_state_dict(trainer=self, states=ckpt.get("hooks") or {})
+        if ckpt.get("loss") is not None and hasattr(self.experiment.loss, "load_state_dict"):
+            self.experiment.loss.load_state_dict(ckpt["loss"])
         set_rng_state(ckpt["rng"])
 
     # -- signals -------------------------------------------------------------------------
