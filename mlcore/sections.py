@@ -71,8 +71,12 @@ class DataSection:
 class TrainSection:
     """The training loop.
 
-    ``checkpoint_every`` is in steps (0: only at epoch ends). ``device``: ``auto`` takes
-    CUDA when present, else the CPU. ``log_every`` is in steps.
+    ``checkpoint_every`` is in optimizer steps (0: only at epoch ends). ``device``:
+    ``auto`` takes CUDA when present, else the CPU. ``log_every`` is in steps.
+    ``accumulate``: batches whose gradients add up before one optimizer step.
+    ``ema``: the decay of an exponential moving average of the weights (e.g. 0.9997;
+    null: off), updated after every optimizer step and evaluated alongside the model —
+    its metrics are reported with the prefix ``ema_``.
     """
 
     epochs: int = 20
@@ -84,10 +88,15 @@ class TrainSection:
     log_every: int = 20
     grad_clip: float | None = None
     eval_batch_size: int | None = None
+    accumulate: int = 1
+    ema: float | None = None
 
     def validate(self):
-        return (_positive(self, "epochs", "batch_size", "log_every", "grad_clip", "eval_batch_size")
-                + _non_negative(self, "num_workers", "checkpoint_every"))
+        out = (_positive(self, "epochs", "batch_size", "log_every", "grad_clip", "eval_batch_size", "accumulate")
+               + _non_negative(self, "num_workers", "checkpoint_every"))
+        if self.ema is not None and not 0 < self.ema < 1:
+            out.append(("ema", f"must be a decay in (0, 1), got {self.ema}"))
+        return out
 
 
 # -- optimizers: the keyword arguments of the torch.optim classes they name -------------
@@ -136,51 +145,86 @@ OPTIMIZERS = {"adam": AdamSection, "adamw": AdamWSection, "sgd": SGDSection, "rm
 TORCH_OPTIMIZERS = {"adam": "Adam", "adamw": "AdamW", "sgd": "SGD", "rmsprop": "RMSprop"}
 
 
-# -- schedulers, stepped once per epoch ------------------------------------------------
+# -- schedulers ------------------------------------------------------------------------
 @dataclass
-class PlateauSection:
-    """The seed's: divide the lr by 1/factor when val ``monitor`` stops improving."""
+class _SchedulerBase:
+    """``warmup_epochs``: the lr rises linearly from ``warmup_factor``×lr to lr over the
+    first epochs, step by step; the schedule proper starts after it."""
 
     name: str
+    warmup_epochs: int = 0
+    warmup_factor: float = 0.01
+
+    def validate(self):
+        out = _non_negative(self, "warmup_epochs")
+        if not 0 < self.warmup_factor <= 1:
+            out.append(("warmup_factor", f"must be in (0, 1], got {self.warmup_factor}"))
+        return out
+
+
+@dataclass
+class PlateauSection(_SchedulerBase):
+    """The seed's: multiply the lr by ``factor`` when val ``monitor`` stops improving
+    (``mode: max`` for scores such as mAP, ``min`` for losses)."""
+
     monitor: str = "mAP"
+    mode: Literal["max", "min"] = "max"
     factor: float = 0.1
     patience: int = 2
     threshold: float = 1e-4
     min_lr: float = 0.0
 
     def validate(self):
-        out = _non_negative(self, "patience", "min_lr")
+        out = super().validate() + _non_negative(self, "patience", "min_lr")
         if not 0 < self.factor < 1:
             out.append(("factor", f"must be between 0 and 1, got {self.factor}"))
         return out
 
 
 @dataclass
-class StepSection:
-    name: str
+class StepSection(_SchedulerBase):
+    """Multiply the lr by ``gamma`` every ``step_size`` epochs."""
+
     step_size: int = 10
     gamma: float = 0.1
 
     def validate(self):
-        return _positive(self, "step_size", "gamma")
+        return super().validate() + _positive(self, "step_size", "gamma")
 
 
 @dataclass
-class CosineSection:
+class CosineSection(_SchedulerBase):
     """Cosine annealing over ``t_max`` epochs (default: ``train.epochs``)."""
 
-    name: str
     t_max: int | None = None
     eta_min: float = 0.0
 
     def validate(self):
-        return _positive(self, "t_max") + _non_negative(self, "eta_min")
+        return super().validate() + _positive(self, "t_max") + _non_negative(self, "eta_min")
 
 
 @dataclass
-class NoSchedulerSection:
+class OneCycleSection:
+    """torch's OneCycleLR over the whole run, stepped every optimizer step; the
+    optimizer's ``lr`` is the peak (``max_lr``)."""
+
     name: str
+    pct_start: float = 0.3
+    div_factor: float = 25.0
+    final_div_factor: float = 1e4
+    anneal_strategy: Literal["cos", "linear"] = "cos"
+
+    def validate(self):
+        out = _positive(self, "div_factor", "final_div_factor")
+        if not 0 < self.pct_start < 1:
+            out.append(("pct_start", f"must be between 0 and 1, got {self.pct_start}"))
+        return out
 
 
-SCHEDULERS = {"plateau": PlateauSection, "step": StepSection, "cosine": CosineSection,
+@dataclass
+class NoSchedulerSection(_SchedulerBase):
+    pass
+
+
+SCHEDULERS = {"plateau": PlateauSection, "step": StepSection, "cosine": CosineSection, "onecycle": OneCycleSection,
               "none": NoSchedulerSection}

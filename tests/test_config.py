@@ -23,7 +23,7 @@ def test_minimal_config_gets_defaults(tmp_path):
     assert {h.name for h in cfg.hooks} == {"early_stop", "tensorboard", "progress"}
     resolved = cfg.resolved()
     assert resolved["model"] == {"name": "resnet18", "pretrained": None, "weights": None, "dropout": 0.0}
-    assert resolved["early_stop"] == {"monitor": "mAP", "patience": 5, "min_delta": 0.0}
+    assert resolved["early_stop"] == {"monitor": "mAP", "patience": 5, "min_delta": 0.0, "mode": "max"}
     assert yaml.safe_load(cfg.to_yaml()) == resolved  # plain YAML, loads back the same
 
 

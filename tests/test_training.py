@@ -66,25 +66,30 @@ class StopAt:
 
 
 def test_resume_mid_epoch_is_bit_identical(tmp_path):
-    straight = tiny_config(tmp_path / "a", train={**tiny_config("x")["train"], "num_workers": 2,
-                                                  "checkpoint_every": 3})
+    # with EMA, gradient accumulation, warm-up and the seed's stateful loss, all restored
+    train = {**tiny_config("x")["train"], "checkpoint_every": 3, "ema": 0.9, "accumulate": 2}
+    extra = {"scheduler": {"name": "cosine", "warmup_epochs": 1}, "loss": "tencent"}
+    straight = tiny_config(tmp_path / "a", train={**train, "num_workers": 2}, **extra)
     mlcore.build(straight).fit()
 
     reg = Registry()
     reg.register("hook", "stop_at", StopAt)
-    cfg = tiny_config(tmp_path / "b", train={**tiny_config("x")["train"], "checkpoint_every": 3},
-                      stop_at={"at_step": 7})
+    cfg = tiny_config(tmp_path / "b", train=train, stop_at={"at_step": 4}, **extra)
     with pytest.raises(TrainingInterrupted, match="Resume with: mlcore train"):
         mlcore.build(cfg, registry=reg).fit()
     ckpt = torch.load(tmp_path / "b/checkpoints/last.pt", weights_only=True)
-    assert (ckpt["epoch"], ckpt["step"], ckpt["batch_in_epoch"]) == (1, 7, 2)  # mid-epoch 2
+    # 5 batches an epoch, 2 per optimizer step: step 4 is the first of epoch 2
+    assert (ckpt["epoch"], ckpt["step"], ckpt["batch_in_epoch"]) == (1, 4, 2)
+    assert "ema" in ckpt and ckpt["loss"]["t"] >= 1
     cfg["stop_at"] = {"at_step": 0}
     mlcore.build(cfg, registry=reg).fit(resume=True)
 
-    a, b = weights(tmp_path / "a/checkpoints/last.pt"), weights(tmp_path / "b/checkpoints/last.pt")
-    assert a.keys() == b.keys()
-    for k in a:
-        assert torch.equal(a[k], b[k]), k
+    for key in ("model", "ema"):
+        a = torch.load(tmp_path / "a/checkpoints/last.pt", weights_only=True)[key]
+        b = torch.load(tmp_path / "b/checkpoints/last.pt", weights_only=True)[key]
+        assert a.keys() == b.keys()
+        for k in a:
+            assert torch.equal(a[k], b[k]), (key, k)
 
 
 def test_resume_without_checkpoint_and_wrong_checkpoint(tiny, tmp_path):
@@ -183,3 +188,38 @@ def test_pretrained_weights_load_from_a_local_torchvision_file(tmp_path):
         mlcore.create("model", "resnet18", pretrained=str(tmp_path / "gone.pth"), num_classes=4)
     with pytest.raises(MlcoreError, match=r"(?s)does not fit the model \(weights of another architecture\?\).*layer1.0.conv1.weight"):
         mlcore.create("model", "resnet50", pretrained=str(path), num_classes=4)
+
+
+def test_schedules_accumulation_and_ema_reports(tiny, tmp_path):
+    import json
+
+    cfg = {**tiny, "train": {**tiny["train"], "epochs": 2, "ema": 0.5, "accumulate": 5},
+           "optimizer": {"name": "sgd", "lr": 0.1}, "scheduler": {"name": "step", "step_size": 1, "gamma": 0.5,
+                                                                  "warmup_epochs": 1, "warmup_factor": 0.1}}
+    exp = mlcore.build(cfg)
+    summary = exp.fit()
+    lines = [json.loads(l) for l in open(os.path.join(cfg["output_dir"], "metrics.jsonl"))]
+    assert [(l["epoch"], l["step"]) for l in lines] == [(1, 1), (2, 2)]  # 5 batches an optimizer step
+    assert lines[0]["lr"] == pytest.approx(0.1)  # warm-up done, step decay starts after it
+    assert lines[1]["lr"] == pytest.approx(0.05)
+    assert "ema_mAP" in lines[0] and "ema_mAP" in summary
+    env = json.load(open(os.path.join(cfg["output_dir"], "environment.json")))
+    assert torch.__version__.startswith(env["torch"]) and env["devices"] == ["cpu"]
+    from mlcore.engine.optim import Scheduler, build_optimizer
+    from mlcore.sections import OneCycleSection, CosineSection
+
+    model = torch.nn.Linear(2, 2)
+    opt = build_optimizer(exp.config.optimizer, model)
+    sched = Scheduler(OneCycleSection("onecycle"), opt, epochs=2, steps_per_epoch=5)
+    lrs = []
+    for _ in range(10):
+        opt.step()
+        sched.step_batch()
+        lrs.append(opt.param_groups[0]["lr"])
+    assert max(lrs) == pytest.approx(0.1, rel=0.05) and lrs[-1] < 0.01
+    opt = build_optimizer(exp.config.optimizer, model)
+    sched = Scheduler(CosineSection("cosine", warmup_epochs=1, warmup_factor=0.2), opt, epochs=3, steps_per_epoch=4)
+    assert opt.param_groups[0]["lr"] == pytest.approx(0.02)
+    for _ in range(2):
+        sched.step_batch()
+    assert opt.param_groups[0]["lr"] == pytest.approx(0.02 + 0.08 * 2 / 4)

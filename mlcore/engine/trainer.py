@@ -26,7 +26,8 @@ from ..errors import MlcoreError, PluginError, TrainingInterrupted
 from .checkpoint import FORMAT, VERSION, atomic_save, load_model_weights, rng_state, safe_load, set_rng_state
 from .evaluation import infer
 from .loading import make_loader
-from .optim import EpochScheduler, build_optimizer
+from .ema import EMA
+from .optim import Scheduler, build_optimizer
 
 
 def make_hook_manager(specs: list) -> pluggy.PluginManager:
@@ -40,6 +41,28 @@ def make_hook_manager(specs: list) -> pluggy.PluginManager:
         except Exception as exc:
             raise PluginError(f"hook plugin '{spec.name}' failed to start: {type(exc).__name__}: {exc}") from exc
     return pm
+
+
+def environment() -> str:
+    """Versions and the device, so a run folder says what produced it."""
+    import json
+    import platform
+    from importlib import metadata
+
+    def version(dist: str) -> str | None:
+        try:
+            return metadata.version(dist)
+        except metadata.PackageNotFoundError:
+            return None
+
+    cuda = torch.cuda.is_available()
+    return json.dumps({
+        "python": platform.python_version(), "platform": platform.platform(),
+        **{d: version(d) for d in ("mlcore", "torch", "torchvision", "timm", "numpy")},
+        "cuda": torch.version.cuda if cuda else None,
+        "devices": [torch.cuda.get_device_name(i) for i in range(torch.cuda.device_count())] if cuda else ["cpu"],
+        "threads": torch.get_num_threads(),
+    }, indent=1) + "\n"
 
 
 def scalar_metrics(metrics: dict) -> dict[str, float]:
@@ -78,6 +101,8 @@ class Trainer:
             "best_score": self.best_score, "best_epoch": self.best_epoch,
             "metrics": scalar_metrics(self.last_metrics), "config": self.config.resolved(),
         }
+        if self.ema is not None:
+            state["ema"] = self.ema.state_dict()
         if full:
             hook_states = {}
             for item in self.hooks.hook.mlcore_state_dict(trainer=self):
@@ -102,6 +127,11 @@ class Trainer:
             raise MlcoreError(f"{str(path)!r} was trained on other labels ({len(ckpt['classes'])} classes) "
                               f"than this config's dataset ({len(self.experiment.classes)})")
         load_model_weights(self.experiment.model, ckpt["model"], str(path))
+        if self.ema is not None:
+            if "ema" in ckpt:
+                self.ema.load_state_dict(ckpt["ema"])
+            else:  # EMA switched on for the rest of a run: it starts from the weights
+                self.ema.load_state_dict(self.experiment.model.state_dict())
         self.optimizer.load_state_dict(ckpt["optimizer"])
         self.scheduler.load_state_dict(ckpt["scheduler"])
         self.epoch, self.step = int(ckpt["epoch"]), int(ckpt["step"])
@@ -144,15 +174,18 @@ class Trainer:
         train_set = exp.train_set
         exp.val_set  # built (and checked against the train classes) before anything is written
         loss_fn = exp.loss
+        loader, sampler = make_loader(train_set, batch_size=tc.batch_size, num_workers=tc.num_workers,
+                                      seed=tc.seed, shuffle=True, pin_memory=self.device.type == "cuda")
+        batches = math.ceil(len(train_set) / tc.batch_size)
         self.optimizer = build_optimizer(cfg.optimizer, model)
-        self.scheduler = EpochScheduler(cfg.scheduler, self.optimizer, tc.epochs)
+        self.scheduler = Scheduler(cfg.scheduler, self.optimizer, tc.epochs, math.ceil(batches / tc.accumulate))
         self.monitor = self.scheduler.monitor or "mAP"
+        self.monitor_mode = getattr(cfg.scheduler, "mode", "max")
+        self.ema = EMA(model, tc.ema) if tc.ema else None
         self.hooks = make_hook_manager(cfg.hooks)
         if resume:
             self._restore(last)
         self._prepare_output_dir()
-        loader, sampler = make_loader(train_set, batch_size=tc.batch_size, num_workers=tc.num_workers,
-                                      seed=tc.seed, shuffle=True, pin_memory=self.device.type == "cuda")
         normalize = exp.normalizer
         hook = self.hooks.hook
         previous = self._install_signals()
@@ -162,25 +195,24 @@ class Trainer:
             while self.epoch < tc.epochs and not self.should_stop:
                 epoch = self.epoch
                 sampler.set_epoch(epoch, self.batch_in_epoch * tc.batch_size)
-                num_steps = math.ceil(len(sampler) / tc.batch_size)
-                hook.mlcore_epoch_start(trainer=self, epoch=epoch, num_steps=num_steps)
+                left = math.ceil(len(sampler) / tc.batch_size)
+                hook.mlcore_epoch_start(trainer=self, epoch=epoch, num_steps=math.ceil(left / tc.accumulate))
                 model.train()
                 bad_before = self.bad_images
                 loss_sum = torch.zeros((), device=self.device)
+                self.optimizer.zero_grad(set_to_none=True)
                 for i, (images, targets, bad) in enumerate(loader):
                     self._count_bad(bad)
                     x = normalize(images.to(self.device, non_blocking=True))
                     y = targets.to(self.device, non_blocking=True)
                     loss = loss_fn(model(x).float(), y)
-                    self.optimizer.zero_grad(set_to_none=True)
-                    loss.backward()
-                    if tc.grad_clip:
-                        torch.nn.utils.clip_grad_norm_(model.parameters(), tc.grad_clip)
-                    self.optimizer.step()
-                    self.step += 1
-                    self.batch_in_epoch += 1
+                    (loss / tc.accumulate if tc.accumulate > 1 else loss).backward()
                     loss_sum += loss.detach()
-                    end = i == num_steps - 1
+                    self.batch_in_epoch += 1
+                    end = i == left - 1
+                    if self.batch_in_epoch % tc.accumulate and not end:
+                        continue  # gradients add up until the next optimizer step
+                    self._optimizer_step(model)
                     logged = None
                     if self.step % tc.log_every == 0 or end:
                         logged = float(loss.detach())
@@ -192,16 +224,17 @@ class Trainer:
                         raise TrainingInterrupted(self._interrupted_message(path))
                     if tc.checkpoint_every and self.step % tc.checkpoint_every == 0 and not end:
                         self.save()
-                train_loss = float(loss_sum) / max(num_steps, 1)
+                train_loss = float(loss_sum) / max(left, 1)
                 if self.bad_images > bad_before:
                     warnings.warn(f"epoch {epoch + 1}: {self.bad_images - bad_before} unreadable training image(s) "
                                   f"replaced ({self.bad_images} in all)", stacklevel=2)
                 metrics = self.validate()
                 hook.mlcore_validation_end(trainer=self, epoch=epoch, metrics=metrics)
-                self.scheduler.step(metrics)
+                self.scheduler.step_epoch(metrics)
                 self.epoch += 1
                 self.batch_in_epoch = 0
                 improved = self._update_best(metrics)
+                self._log_metrics(metrics)
                 hook.mlcore_epoch_end(trainer=self, epoch=epoch, train_loss=train_loss, metrics=metrics)
                 self.save()
                 if improved:
@@ -219,13 +252,39 @@ class Trainer:
         return {"best_epoch": self.best_epoch, "best_score": self.best_score, "monitor": self.monitor,
                 **self.best_metrics, "reason": reason}
 
+    def _optimizer_step(self, model: torch.nn.Module) -> None:
+        if self.config.train.grad_clip:
+            torch.nn.utils.clip_grad_norm_(model.parameters(), self.config.train.grad_clip)
+        self.optimizer.step()
+        self.optimizer.zero_grad(set_to_none=True)
+        self.step += 1
+        self.scheduler.step_batch()
+        if self.ema is not None:
+            self.ema.update(model)
+
     def validate(self) -> dict:
+        """Metrics of the model on the validation split, and of its EMA (``ema_*``)."""
         exp, tc = self.experiment, self.config.train
-        _, metrics = infer(exp.model, exp.val_set, device=self.device, normalize=exp.normalizer,
-                           batch_size=tc.eval_batch_size or tc.batch_size, num_workers=tc.num_workers,
-                           metrics=exp.metrics, skip_bad=self.config.data.on_bad_image == "skip")
+        models = [("", exp.model)] + ([("ema_", self.ema.module)] if self.ema is not None else [])
+        metrics: dict = {}
+        for prefix, model in models:
+            _, m = infer(model, exp.val_set, device=self.device, normalize=exp.normalizer,
+                         batch_size=tc.eval_batch_size or tc.batch_size, num_workers=tc.num_workers,
+                         metrics=exp.metrics, skip_bad=self.config.data.on_bad_image == "skip")
+            metrics.update({prefix + k: v for k, v in m.items()})
         self.last_metrics = metrics
         return metrics
+
+    def _log_metrics(self, metrics: dict) -> None:
+        """One line per evaluation in ``output_dir/metrics.jsonl``."""
+        if not self.is_main:
+            return
+        import json
+
+        row = {"epoch": self.epoch, "step": self.step, "lr": self.lr, **scalar_metrics(metrics)}
+        with open(self.output_dir / "metrics.jsonl", "a") as f:
+            f.write(json.dumps({k: (None if isinstance(v, float) and not math.isfinite(v) else v)
+                                for k, v in row.items()}) + "\n")
 
     @property
     def lr(self) -> float:
@@ -235,7 +294,13 @@ class Trainer:
         score = metrics.get(self.monitor)
         if score is None or not math.isfinite(float(score)):
             return False
-        if self.best_score is None or float(score) > self.best_score:
+        if self.best_score is None:
+            better = True
+        elif self.monitor_mode == "max":
+            better = float(score) > self.best_score
+        else:
+            better = float(score) < self.best_score
+        if better:
             self.best_score, self.best_epoch = float(score), self.epoch
             self.best_metrics = metrics
             return True
@@ -244,9 +309,10 @@ class Trainer:
     def _prepare_output_dir(self) -> None:
         try:
             self.checkpoint_dir.mkdir(parents=True, exist_ok=True)
-            tmp = self.output_dir / ".config.yaml.tmp"
-            tmp.write_text(self.config.to_yaml())
-            tmp.replace(self.output_dir / "config.yaml")
+            for name, text in (("config.yaml", self.config.to_yaml()), ("environment.json", environment())):
+                tmp = self.output_dir / f".{name}.tmp"
+                tmp.write_text(text)
+                tmp.replace(self.output_dir / name)
         except OSError as exc:
             raise MlcoreError(f"cannot write to output_dir {str(self.output_dir)!r}: {exc.strerror or exc}") from exc
 

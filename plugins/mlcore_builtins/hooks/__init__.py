@@ -6,17 +6,21 @@ and ``<name>: false`` switches it off for one run.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Literal
 
 from mlcore.plugin import Plugin
 
 
 @dataclass
 class EarlyStopConfig:
-    """Stop after ``patience`` epochs without a ``monitor`` better by more than ``min_delta``."""
+    """Stop after ``patience`` epochs without a ``monitor`` (any reported metric, e.g.
+    ``mAP``, ``ema_mAP``, ``threshold_cf1``) better by more than ``min_delta``;
+    ``mode: min`` for metrics where lower is better."""
 
     monitor: str = "mAP"
     patience: int = 5
     min_delta: float = 0.0
+    mode: Literal["max", "min"] = "max"
 
     def validate(self):
         return [] if self.patience >= 1 else [("patience", f"must be >= 1, got {self.patience}")]
@@ -30,7 +34,7 @@ class NoSettings:
 def _early_stop(cfg: EarlyStopConfig):
     from .early_stop import EarlyStopping
 
-    return EarlyStopping(cfg.monitor, cfg.patience, cfg.min_delta)
+    return EarlyStopping(cfg.monitor, cfg.patience, cfg.min_delta, cfg.mode)
 
 
 def _tensorboard(cfg: NoSettings):

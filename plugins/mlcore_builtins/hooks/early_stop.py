@@ -7,8 +7,9 @@ from mlcore import hookimpl
 
 
 class EarlyStopping:
-    def __init__(self, monitor: str, patience: int, min_delta: float):
+    def __init__(self, monitor: str, patience: int, min_delta: float, mode: str = "max"):
         self.monitor, self.patience, self.min_delta = monitor, patience, min_delta
+        self.sign = 1.0 if mode == "max" else -1.0
         self.best: float | None = None
         self.bad_epochs = 0
 
@@ -17,7 +18,7 @@ class EarlyStopping:
         value = metrics.get(self.monitor)
         if value is None or not math.isfinite(float(value)):
             return
-        if self.best is None or float(value) > self.best + self.min_delta:
+        if self.best is None or self.sign * (float(value) - self.best) > self.min_delta:
             self.best, self.bad_epochs = float(value), 0
             return
         self.bad_epochs += 1
