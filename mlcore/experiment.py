@@ -129,6 +129,12 @@ class Experiment:
         ckpt = load_weights_file(self.model, str(path))
         return ckpt if isinstance(ckpt, dict) and ckpt.get("format") == FORMAT else {}
 
+    def load_state(self, state: dict, source: str) -> None:
+        """Load a state dict (e.g. a checkpoint's ``ema``) into the model, strictly."""
+        from .engine.checkpoint import load_model_weights
+
+        load_model_weights(self.model, state, source)
+
     def split_set(self, split: str):
         """The dataset of ``split`` with the evaluation transform (built once)."""
         if split == "val" or split == self.config.data.val_split:

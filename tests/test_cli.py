@@ -143,3 +143,40 @@ def test_prepare_and_analyze(trained, tmp_path):
     with Image.open(tmp_path / "an" / "cooccurrence.png") as im:
         assert im.size[0] == im.size[1] >= 10
     assert (tmp_path / "an" / "label_frequency.png").stat().st_size > 0
+
+
+def test_evaluate_reports_ap_by_class_and_plots(trained):
+    tmp, cfg, _ = trained
+    proc = run_cli("evaluate", cfg, "--out", tmp / "ev2", "--plots")
+    assert proc.returncode == 0, proc.stderr
+    result = json.loads((tmp / "ev2/result.json").read_text())
+    assert set(result["ap"]) == set(result["classes"]) and "mAP_noninterp" in result
+    assert result["num_labels_without_positives"] == sum(a is None for a in result["ap_list"])
+    for f in ("ap_per_class.png", "pr_curves.png"):
+        assert (tmp / "ev2" / f).stat().st_size > 0
+    table = proc.stdout.split("AP per class:")[1].split("wrote")[0].split()
+    shown = [float(v) for v in table[1::2] if v != "n/a"]
+    assert shown == sorted(shown, reverse=True)  # best first
+
+
+def test_predict_folders_globs_json_and_threshold(trained, tmp_path):
+    tmp, cfg, _ = trained
+    import glob
+    import os
+    import shutil
+
+    folder = tmp_path / "imgs"
+    folder.mkdir()
+    for p in sorted(glob.glob(os.path.join(os.environ["MLCORE_CACHE"], "shapes", "*", "JPEGImages", "val_00000[0-2].jpg")))[:3]:
+        shutil.copy(p, folder)
+    (folder / "notes.txt").write_text("not an image")
+    proc = run_cli("predict", cfg, folder, "--json", "--threshold", "0.0", "--topk", "2")
+    assert proc.returncode == 0, proc.stderr
+    rows = [json.loads(l) for l in proc.stdout.splitlines()]
+    assert len(rows) == 3 and all(len(r["topk"]) == 2 for r in rows)
+    assert all(len(r["above_threshold"]) == 10 for r in rows)  # every probability is above 0
+    assert "skipping" in proc.stderr and "notes.txt" in proc.stderr
+    globbed = run_cli("predict", cfg, str(folder / "*.jpg"))
+    assert globbed.returncode == 0 and len(globbed.stdout.splitlines()) == 3
+    none = run_cli("predict", cfg, str(folder / "*.png"))
+    assert none.returncode == 2 and "no file matches" in none.stderr

@@ -203,6 +203,13 @@ def test_schedules_accumulation_and_ema_reports(tiny, tmp_path):
     assert lines[0]["lr"] == pytest.approx(0.1)  # warm-up done, step decay starts after it
     assert lines[1]["lr"] == pytest.approx(0.05)
     assert "ema_mAP" in lines[0] and "ema_mAP" in summary
+    from conftest import write_yaml
+    from mlcore.cli.main import main
+
+    path = write_yaml(tmp_path / "c.yaml", cfg)
+    assert main(["evaluate", str(path), "--out", str(tmp_path / "ev")]) == 0
+    result = json.load(open(tmp_path / "ev" / "result.json"))
+    assert {"ema_mAP", "ema_ap", "ema_topk_cf1"} <= set(result) and set(result["ema_ap"]) == set(result["classes"])
     env = json.load(open(os.path.join(cfg["output_dir"], "environment.json")))
     assert torch.__version__.startswith(env["torch"]) and env["devices"] == ["cpu"]
     from mlcore.engine.optim import Scheduler, build_optimizer

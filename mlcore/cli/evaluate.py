@@ -4,7 +4,10 @@ Writes to ``--out`` (default ``output_dir/eval/``): ``result.json`` (the seed's 
 ``mAP``, ``ap_list``, ``topk_cp`` … ``threshold_of1``, plus ``classes``, ``num_images``,
 ``split`` and ``checkpoint``), ``scores.npy`` (N×C probabilities in dataset order) and
 ``predictions.tsv`` (``image<TAB>label,label,…``: the top-k labels, the seed's list
-format). Without ``--checkpoint`` it uses the run's ``checkpoints/best.pt``.
+format). ``result.json`` also maps each class to its AP (``ap``) and, when the checkpoint
+holds an EMA of the weights, repeats every key for it with the prefix ``ema_``.
+``--plots`` adds ``ap_per_class.png`` and ``pr_curves.png``. Without ``--checkpoint`` it
+uses the run's ``checkpoints/best.pt``.
 """
 from __future__ import annotations
 
@@ -25,6 +28,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--out", metavar="DIR", help="output folder (default: output_dir/eval)")
     p.add_argument("--split", default="val", help="which split to evaluate (default: val)")
     p.add_argument("--topk", type=int, default=3, help="labels per image in predictions.tsv (default 3)")
+    p.add_argument("--plots", action="store_true", help="also write ap_per_class.png and pr_curves.png")
 
 
 def run(args: argparse.Namespace) -> int:
@@ -38,10 +42,16 @@ def run(args: argparse.Namespace) -> int:
     if out.exists() and not out.is_dir():
         raise MlcoreError(f"--out {str(out)!r} is a file, not a folder")
     ckpt = args.checkpoint or str(exp.checkpoint_path())
-    exp.load_checkpoint(ckpt)
+    held = exp.load_checkpoint(ckpt)
     metrics, scores = exp.evaluate(args.split, return_scores=True)
     ds = exp.split_set(args.split)
-    result = {**metrics, "classes": exp.classes, "num_images": len(ds), "split": args.split, "checkpoint": ckpt}
+    result = {**metrics, "ap": dict(zip(exp.classes, metrics.get("ap_list") or []))}
+    if "ema" in held:  # the moving average of the weights, evaluated beside them
+        exp.load_state(held["ema"], ckpt)
+        ema_metrics = exp.evaluate(args.split)
+        result.update({f"ema_{k}": v for k, v in ema_metrics.items()})
+        result["ema_ap"] = dict(zip(exp.classes, ema_metrics.get("ap_list") or []))
+    result.update({"classes": exp.classes, "num_images": len(ds), "split": args.split, "checkpoint": ckpt})
     scores_np = scores.numpy().astype(np.float32)
     buf = io.BytesIO()
     np.save(buf, scores_np)
@@ -59,6 +69,15 @@ def run(args: argparse.Namespace) -> int:
         raise MlcoreError(f"cannot write to {str(out)!r}: {exc.strerror or exc}") from exc
     write_text_atomic("\n".join(lines) + "\n", out / "predictions.tsv")
     write_json(result, out / "result.json")
+    written = ["result.json", "scores.npy", "predictions.tsv"]
+    if args.plots:
+        from .plots import ap_bars, pr_curves
+
+        ap_bars(exp.classes, metrics.get("ap_list") or [], str(out / "ap_per_class.png"))
+        pr_curves(exp.classes, scores_np, np.asarray(ds.targets), str(out / "pr_curves.png"))
+        written += ["ap_per_class.png", "pr_curves.png"]
     print_metrics(metrics, exp.classes)
-    print(f"wrote {out}/result.json, scores.npy, predictions.tsv")
+    if "ema_mAP" in result:
+        print(f"EMA of the weights: mAP {result['ema_mAP']:.4f}")
+    print(f"wrote {out}/{', '.join(written)}")
     return 0

@@ -39,15 +39,16 @@ def write_json(obj: Any, path: str | os.PathLike) -> None:
 
 
 def print_metrics(metrics: dict, classes: list[str]) -> None:
-    """The headline numbers, then AP per class."""
-    head = [k for k in ("mAP", "topk_cf1", "topk_of1", "threshold_cf1", "threshold_of1") if k in metrics]
+    """The headline numbers, then AP per class, best first (labels without positives last)."""
+    head = [k for k in ("mAP", "mAP_noninterp", "topk_cf1", "topk_of1", "threshold_cf1", "threshold_of1")
+            if k in metrics]
     if head:
         print("  ".join(f"{k} {_fmt(metrics[k])}" for k in head))
     aps = metrics.get("ap_list")
     if aps:
         width = max(len(c) for c in classes)
         print("AP per class:")
-        for c, ap in zip(classes, aps):
+        for ap, c in sorted(zip(aps, classes), key=lambda x: (x[0] is None, -(x[0] or 0))):
             print(f"  {c.ljust(width)}  {_fmt(ap)}")
 
 

@@ -40,7 +40,9 @@ class _Accumulator:
 
 class MeanAP(_Accumulator):
     """``mAP`` (mean over labels that have a positive), ``ap_list`` (one per label, None for
-    a label without positives) and ``num_labels_without_positives``."""
+    a label without positives), ``num_labels_without_positives``, and the other
+    convention's mean too (``mAP_noninterp``, or ``mAP_interp`` when
+    ``interpolated: false``)."""
 
     def __init__(self, num_classes: int, interpolated: bool = True):
         self.interpolated = interpolated
@@ -49,10 +51,15 @@ class MeanAP(_Accumulator):
     def compute(self) -> dict:
         scores, targets = self._all()
         ap = average_precision(scores, targets, self.interpolated)
+        other = average_precision(scores, targets, not self.interpolated)
         valid = ~torch.isnan(ap)
-        m = float(ap[valid].mean()) if bool(valid.any()) else math.nan
-        return {"mAP": m, "ap_list": [None if math.isnan(v) else float(v) for v in ap.tolist()],
-                "num_labels_without_positives": int((~valid).sum())}
+
+        def mean(x: torch.Tensor) -> float:
+            return float(x[valid].mean()) if bool(valid.any()) else math.nan
+
+        return {"mAP": mean(ap), "ap_list": [None if math.isnan(v) else float(v) for v in ap.tolist()],
+                "num_labels_without_positives": int((~valid).sum()),
+                ("mAP_noninterp" if self.interpolated else "mAP_interp"): mean(other)}
 
 
 def _ratio(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
