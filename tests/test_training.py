@@ -28,7 +28,13 @@ def test_fit_writes_the_run_folder_and_evaluates(tiny, tmp_path):
     assert summary["reason"] == "finished" and summary["best_epoch"] in (1, 2)
     for f in ("config.yaml", "checkpoints/last.pt", "checkpoints/best.pt"):
         assert (run / f).is_file(), f
-    assert any(name.startswith("events.out.tfevents") for name in os.listdir(run / "events"))
+    events = [name for name in os.listdir(run / "events") if name.startswith("events.out.tfevents")]
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    acc = EventAccumulator(str(run / "events" / events[0]), size_guidance={"images": 0, "tensors": 0}).Reload()
+    tags = acc.Tags()
+    assert {"train/loss", "train/lr", "val/mAP", "val/topk_cf1", "val_ap/red_circle"} <= set(tags["scalars"])
+    assert "val/predictions" in tags["images"] and "val_pr/red_circle" in tags["tensors"]
     last = torch.load(run / "checkpoints/last.pt", weights_only=True)
     assert (last["epoch"], last["step"], last["batch_in_epoch"]) == (2, 10, 0)
     assert {"model", "optimizer", "scheduler", "rng", "hooks", "config", "classes"} <= set(last)

@@ -87,6 +87,7 @@ class Trainer:
         self.best_metrics: dict = {}
         self.last_metrics: dict = {}
         self.bad_images = 0
+        self.last_scores = None
         self.should_stop = False
         self.is_main = True
         self._signal: int | None = None
@@ -268,10 +269,12 @@ class Trainer:
         models = [("", exp.model)] + ([("ema_", self.ema.module)] if self.ema is not None else [])
         metrics: dict = {}
         for prefix, model in models:
-            _, m = infer(model, exp.val_set, device=self.device, normalize=exp.normalizer,
-                         batch_size=tc.eval_batch_size or tc.batch_size, num_workers=tc.num_workers,
-                         metrics=exp.metrics, skip_bad=self.config.data.on_bad_image == "skip")
+            scores, m = infer(model, exp.val_set, device=self.device, normalize=exp.normalizer,
+                              batch_size=tc.eval_batch_size or tc.batch_size, num_workers=tc.num_workers,
+                              metrics=exp.metrics, skip_bad=self.config.data.on_bad_image == "skip")
             metrics.update({prefix + k: v for k, v in m.items()})
+            if not prefix:
+                self.last_scores = scores  # N×C probabilities of the model, for hooks (PR curves…)
         self.last_metrics = metrics
         return metrics
 

@@ -1,5 +1,7 @@
-"""TensorBoard scalars: ``train/loss`` and ``train/lr`` at logging steps, every scalar
-validation metric per epoch (``val/mAP``, …), written to ``output_dir/events``."""
+"""TensorBoard: ``train/loss`` and ``train/lr`` at logging steps; per epoch every scalar
+validation metric (``val/mAP``, CF1, OF1, …), the AP of each class (``val_ap/<class>``),
+precision–recall curves of the first 20 classes, and the first 4 validation images with
+their top-3 predicted labels. Written to ``output_dir/events``."""
 from __future__ import annotations
 
 from mlcore import hookimpl
@@ -28,11 +30,44 @@ class TensorBoardLogger:
     def mlcore_epoch_end(self, trainer, epoch, train_loss, metrics):
         if self.writer is None:
             return
-        self.writer.add_scalar("train/epoch_loss", train_loss, trainer.step)
+        step = trainer.step
+        self.writer.add_scalar("train/epoch_loss", train_loss, step)
         for k, v in metrics.items():
             if isinstance(v, (int, float)) and v is not None:
-                self.writer.add_scalar(f"val/{k}", v, trainer.step)
+                self.writer.add_scalar(f"val/{k}", v, step)
+        classes = trainer.experiment.classes
+        for c, ap in zip(classes, metrics.get("ap_list") or []):
+            if ap is not None:
+                self.writer.add_scalar(f"val_ap/{c}", ap, step)
+        scores = trainer.last_scores
+        if scores is not None and len(scores):
+            import numpy as np
+
+            targets = np.asarray(trainer.experiment.val_set.targets)
+            for j, c in enumerate(classes[:20]):
+                self.writer.add_pr_curve(f"val_pr/{c}", targets[:, j], scores[:, j].numpy(), step)
+            self.writer.add_images("val/predictions", self._captioned(trainer, scores), step)
         self.writer.flush()
+
+    @staticmethod
+    def _captioned(trainer, scores, n: int = 4):
+        """The first ``n`` validation images with their top-3 labels written below."""
+        import numpy as np
+        import torch
+        from PIL import Image, ImageDraw
+
+        ds, classes = trainer.experiment.val_set, trainer.experiment.classes
+        out = []
+        for i in range(min(n, len(ds))):
+            img = ds[i][0].permute(1, 2, 0).numpy()
+            top = scores[i].topk(min(3, len(classes))).indices.tolist()
+            canvas = Image.new("RGB", (img.shape[1], img.shape[0] + 14 * len(top)), "white")
+            canvas.paste(Image.fromarray(img), (0, 0))
+            draw = ImageDraw.Draw(canvas)
+            for k, j in enumerate(top):
+                draw.text((2, img.shape[0] + 14 * k), f"{classes[j]} {float(scores[i, j]):.2f}", fill="black")
+            out.append(torch.from_numpy(np.array(canvas)).permute(2, 0, 1))
+        return torch.stack(out)
 
     @hookimpl
     def mlcore_train_end(self, trainer, reason):
