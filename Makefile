@@ -2,7 +2,9 @@
 # make demo    — train and evaluate a small model on the generated `shapes` set
 # make demo-ssgrl — the same with SSGRL's head
 # make test    — the test suite
-# make bench   — benchmarks (ratios against a baseline measured in the same run)
+# make bench   — benchmarks (ratios against a baseline measured in the same run; the first
+#                run writes ~1 GB of synthetic annotations to the cache and the SSGRL
+#                baseline needs ~17 GB of memory)
 PYTHON ?= python3
 VENV := .venv
 PY := $(VENV)/bin/python
