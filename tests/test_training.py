@@ -236,3 +236,14 @@ def test_schedules_accumulation_and_ema_reports(tiny, tmp_path):
     for _ in range(2):
         sched.step_batch()
     assert opt.param_groups[0]["lr"] == pytest.approx(0.02 + 0.08 * 2 / 4)
+
+
+def test_backbone_lr_mult_gives_the_backbone_its_own_group(tiny):
+    exp = mlcore.build({**tiny, "optimizer": {"name": "sgd", "lr": 0.1, "backbone_lr_mult": 0.1}})
+    from mlcore.engine.optim import build_optimizer
+
+    opt = build_optimizer(exp.config.optimizer, exp.model)
+    head, body = opt.param_groups
+    assert head["lr"] == pytest.approx(0.1) and body["lr"] == pytest.approx(0.01)
+    assert {id(p) for p in body["params"]} == {id(p) for p in exp.model.backbone.parameters()}
+    assert {id(p) for p in head["params"]} == {id(p) for p in exp.model.fc.parameters()}
