@@ -148,13 +148,18 @@ class Experiment:
 
         With ``return_scores=True``: ``(metrics, scores)``, scores N×C probabilities.
         """
+        from functools import partial
+
+        from .engine.device import autocast
+        from .engine.distributed import setup
         from .engine.evaluation import infer
 
         ds = self.split_set(split)
         tc = self.config.train
         scores, metrics = infer(self.model, ds, device=self.device, normalize=self.normalizer,
                                 batch_size=tc.eval_batch_size or tc.batch_size, num_workers=tc.num_workers,
-                                metrics=self.metrics, skip_bad=self.config.data.on_bad_image == "skip")
+                                metrics=self.metrics, skip_bad=self.config.data.on_bad_image == "skip",
+                                dist=setup(tc.dist_timeout), autocast=partial(autocast, tc.amp, self.device))
         return (metrics, scores) if return_scores else metrics
 
     def predict(self, images: Any, batch_size: int = 32):

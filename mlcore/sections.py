@@ -77,6 +77,14 @@ class TrainSection:
     ``ema``: the decay of an exponential moving average of the weights (e.g. 0.9997;
     null: off), updated after every optimizer step and evaluated alongside the model —
     its metrics are reported with the prefix ``ema_``.
+    Speed: ``amp`` (``bf16``, ``fp16`` with a gradient scaler — CUDA only — or ``off``),
+    ``channels_last``, ``compile`` (torch.compile, falling back with a warning). On CUDA,
+    cuDNN picks its fastest algorithms (``cudnn.benchmark``) unless ``deterministic``,
+    which makes GPU runs repeatable (and resumes exact) at some cost in speed; CPU runs
+    are repeatable either way.
+    Under torchrun: ``batch_size`` is per process; ``sync_bn`` converts BatchNorm to
+    SyncBatchNorm; ``dist_timeout`` (seconds) bounds every collective, so a dead rank
+    makes the others fail instead of hanging.
     """
 
     epochs: int = 20
@@ -90,13 +98,19 @@ class TrainSection:
     eval_batch_size: int | None = None
     accumulate: int = 1
     ema: float | None = None
+    amp: Literal["off", "bf16", "fp16"] = "off"
+    channels_last: bool = False
+    compile: bool = False
+    sync_bn: bool = False
+    dist_timeout: float = 600.0
+    deterministic: bool = False
 
     def validate(self):
         out = (_positive(self, "epochs", "batch_size", "log_every", "grad_clip", "eval_batch_size", "accumulate")
                + _non_negative(self, "num_workers", "checkpoint_every"))
         if self.ema is not None and not 0 < self.ema < 1:
             out.append(("ema", f"must be a decay in (0, 1), got {self.ema}"))
-        return out
+        return out + _positive(self, "dist_timeout")
 
 
 # -- optimizers: the keyword arguments of the torch.optim classes they name -------------

@@ -247,3 +247,47 @@ def test_backbone_lr_mult_gives_the_backbone_its_own_group(tiny):
     assert head["lr"] == pytest.approx(0.1) and body["lr"] == pytest.approx(0.01)
     assert {id(p) for p in body["params"]} == {id(p) for p in exp.model.backbone.parameters()}
     assert {id(p) for p in head["params"]} == {id(p) for p in exp.model.fc.parameters()}
+
+
+def test_bf16_autocast_and_channels_last_train_on_cpu(tiny, tmp_path):
+    cfg = {**tiny, "train": {**tiny["train"], "epochs": 1, "amp": "bf16", "channels_last": True}}
+    summary = mlcore.build(cfg).fit()
+    assert 0 <= summary["mAP"] <= 1
+    ckpt = torch.load(os.path.join(cfg["output_dir"], "checkpoints/last.pt"), weights_only=True)
+    assert all(v.dtype != torch.bfloat16 for v in ckpt["model"].values())  # weights stay float32
+    with pytest.raises(MlcoreError, match="fp16 needs a CUDA device"):
+        mlcore.build({**cfg, "train": {**cfg["train"], "amp": "fp16"}}).fit()
+
+
+def test_compile_falls_back_with_a_warning():
+    from mlcore.engine.trainer import CompiledOrEager
+
+    class Unsupported(torch.nn.Module):
+        def forward(self, x):
+            return x + 1
+
+    wrapped = CompiledOrEager(Unsupported())
+    wrapped.compiled = lambda x: (_ for _ in ()).throw(RuntimeError("no C++ compiler"))
+    with pytest.warns(UserWarning, match="training uncompiled"):
+        assert torch.equal(wrapped(torch.zeros(2)), torch.ones(2))
+    assert wrapped.compiled is None and torch.equal(wrapped(torch.zeros(1)), torch.ones(1))
+
+
+@pytest.mark.cuda
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
+def test_fp16_with_grad_scaler_resumes_exactly_on_cuda(tmp_path):
+    train = {**tiny_config("x")["train"], "amp": "fp16", "channels_last": True, "device": "cuda",
+             "checkpoint_every": 2, "deterministic": True}
+    mlcore.build(tiny_config(tmp_path / "a", train=train)).fit()
+    reg = Registry()
+    reg.register("hook", "stop_at", StopAt)
+    cfg = tiny_config(tmp_path / "b", train=train, stop_at={"at_step": 7})
+    with pytest.raises(TrainingInterrupted):
+        mlcore.build(cfg, registry=reg).fit()
+    assert torch.load(tmp_path / "b/checkpoints/last.pt", weights_only=True)["scaler"]
+    cfg["stop_at"] = {"at_step": 0}
+    mlcore.build(cfg, registry=reg).fit(resume=True)
+    a = torch.load(tmp_path / "a/checkpoints/last.pt", weights_only=True)["model"]
+    b = torch.load(tmp_path / "b/checkpoints/last.pt", weights_only=True)["model"]
+    for k in a:
+        assert torch.equal(a[k], b[k]), k

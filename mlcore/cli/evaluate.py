@@ -52,6 +52,8 @@ def run(args: argparse.Namespace) -> int:
         result.update({f"ema_{k}": v for k, v in ema_metrics.items()})
         result["ema_ap"] = dict(zip(exp.classes, ema_metrics.get("ap_list") or []))
     result.update({"classes": exp.classes, "num_images": len(ds), "split": args.split, "checkpoint": ckpt})
+    if int(os.environ.get("RANK", "0")) != 0:
+        return 0  # under torchrun every rank scored its share; rank 0 writes
     scores_np = scores.numpy().astype(np.float32)
     buf = io.BytesIO()
     np.save(buf, scores_np)

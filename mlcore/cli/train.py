@@ -16,13 +16,27 @@ TAKES_CONFIG = True
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--resume", action="store_true", help="continue from output_dir/checkpoints/last.pt")
+    p.add_argument("--nproc", type=int, metavar="N",
+                   help="train on N processes of this machine: runs torchrun --standalone --nproc_per_node N")
 
 
 def run(args: argparse.Namespace) -> int:
+    import os
+    import sys
+
+    if args.nproc and args.nproc > 1 and "WORLD_SIZE" not in os.environ:
+        argv = sys.argv[1:]
+        i = argv.index("--nproc")
+        rest = argv[:i] + argv[i + 2:]
+        cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", f"--nproc_per_node={args.nproc}",
+               "-m", "mlcore", *rest]
+        os.execv(sys.executable, cmd)  # torchrun takes over this process
     from ..experiment import build
 
     exp = build(args.config, args.overrides)
     summary = exp.fit(resume=args.resume)
+    if int(os.environ.get("RANK", "0")) != 0:
+        return 0
     out = exp.config.output_dir
     metrics = {k: v for k, v in summary.items() if k not in ("best_score", "monitor", "reason")}
     if "mAP" in metrics:

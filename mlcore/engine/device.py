@@ -35,3 +35,9 @@ class Normalizer:
             self._cache[key] = (self.mean.to(key), self.inv_std.to(key))
         mean, inv_std = self._cache[key]
         return images.float().sub_(mean).mul_(inv_std)  # one allocation, two in-place passes
+
+
+def autocast(amp: str, device: torch.device):
+    """A ``torch.autocast`` context for ``train.amp`` (``bf16``, ``fp16``, ``off``: a no-op)."""
+    dtype = {"bf16": torch.bfloat16, "fp16": torch.float16}.get(amp, torch.float32)
+    return torch.autocast(device.type, dtype=dtype, enabled=amp != "off")

@@ -25,6 +25,8 @@ from .. import hookspecs
 from ..errors import MlcoreError, PluginError, TrainingInterrupted
 from .checkpoint import FORMAT, VERSION, atomic_save, load_model_weights, rng_state, safe_load, set_rng_state
 from .evaluation import infer
+from .device import autocast
+from .distributed import Dist, setup
 from .loading import make_loader
 from .ema import EMA
 from .optim import Scheduler, build_optimizer
@@ -41,6 +43,31 @@ def make_hook_manager(specs: list) -> pluggy.PluginManager:
         except Exception as exc:
             raise PluginError(f"hook plugin '{spec.name}' failed to start: {type(exc).__name__}: {exc}") from exc
     return pm
+
+
+class CompiledOrEager:
+    """``torch.compile(module)``; if compiling fails (no compiler, an unsupported op —
+    which shows at the first call), warn once and run the module as it is."""
+
+    def __init__(self, module: torch.nn.Module):
+        self.module = module
+        try:
+            self.compiled = torch.compile(module)
+        except Exception as exc:
+            self._fallback(exc)
+
+    def _fallback(self, exc: Exception) -> None:
+        warnings.warn(f"train.compile: torch.compile does not work here ({type(exc).__name__}: "
+                      f"{str(exc).splitlines()[0] if str(exc) else ''}); training uncompiled", stacklevel=3)
+        self.compiled = None
+
+    def __call__(self, x: torch.Tensor) -> torch.Tensor:
+        if self.compiled is not None:
+            try:
+                return self.compiled(x)
+            except Exception as exc:  # compilation happens here, at the first call
+                self._fallback(exc)
+        return self.module(x)
 
 
 def environment() -> str:
@@ -90,6 +117,8 @@ class Trainer:
         self.last_scores = None
         self.should_stop = False
         self.is_main = True
+        self.dist = Dist()
+        self.scaler = None
         self._signal: int | None = None
 
     # -- state ---------------------------------------------------------------------------
@@ -112,12 +141,15 @@ class Trainer:
             loss_state = getattr(exp.loss, "state_dict", None)
             state.update(optimizer=self.optimizer.state_dict(), scheduler=self.scheduler.state_dict(),
                          rng=rng_state(), hooks=hook_states, bad_images=self.bad_images,
-                         loss=loss_state() if callable(loss_state) else None)
+                         loss=loss_state() if callable(loss_state) else None,
+                         scaler=self.scaler.state_dict() if self.scaler is not None else None)
         return state
 
     def save(self, name: str = "last.pt", full: bool = True) -> Path:
+        """Write a checkpoint (rank 0 only: every rank holds the same state)."""
         path = self.checkpoint_dir / name
-        atomic_save(self._checkpoint(full), path)
+        if self.is_main:
+            atomic_save(self._checkpoint(full), path)
         return path
 
     def _restore(self, path: Path) -> None:
@@ -135,6 +167,8 @@ class Trainer:
                 self.ema.load_state_dict(self.experiment.model.state_dict())
         self.optimizer.load_state_dict(ckpt["optimizer"])
         self.scheduler.load_state_dict(ckpt["scheduler"])
+        if self.scaler is not None and ckpt.get("scaler"):
+            self.scaler.load_state_dict(ckpt["scaler"])
         self.epoch, self.step = int(ckpt["epoch"]), int(ckpt["step"])
         self.batch_in_epoch = int(ckpt["batch_in_epoch"])
         self.best_score, self.best_epoch = ckpt["best_score"], ckpt["best_epoch"]
@@ -168,26 +202,43 @@ class Trainer:
                               f"(run without --resume to start training)")
         if self.output_dir.exists() and not self.output_dir.is_dir():
             raise MlcoreError(f"output_dir {str(self.output_dir)!r} is a file, not a folder")
+        self.dist = d = setup(tc.dist_timeout)
+        self.is_main = d.is_main
+        if tc.amp == "fp16" and self.device.type != "cuda":
+            raise MlcoreError("train.amp: fp16 needs a CUDA device (its gradient scaler is CUDA-only); "
+                              "use bf16 on the CPU")
         torch.manual_seed(tc.seed)
         np.random.seed(tc.seed % 2**32)
         random.seed(tc.seed)
+        if self.device.type == "cuda":
+            torch.backends.cudnn.benchmark = not tc.deterministic
+            torch.backends.cudnn.deterministic = tc.deterministic
         model = exp.model.to(self.device)
+        if tc.channels_last:
+            model = model.to(memory_format=torch.channels_last)
+        if tc.sync_bn and d.enabled:
+            model = exp.model = torch.nn.SyncBatchNorm.convert_sync_batchnorm(model)
         train_set = exp.train_set
         exp.val_set  # built (and checked against the train classes) before anything is written
         loss_fn = exp.loss
         loader, sampler = make_loader(train_set, batch_size=tc.batch_size, num_workers=tc.num_workers,
-                                      seed=tc.seed, shuffle=True, pin_memory=self.device.type == "cuda")
-        batches = math.ceil(len(train_set) / tc.batch_size)
+                                      seed=tc.seed, shuffle=True, pin_memory=self.device.type == "cuda",
+                                      rank=d.rank, world=d.world)
+        batches = math.ceil(sampler.per_rank() / tc.batch_size)
         self.optimizer = build_optimizer(cfg.optimizer, model)
         self.scheduler = Scheduler(cfg.scheduler, self.optimizer, tc.epochs, math.ceil(batches / tc.accumulate))
         self.monitor = self.scheduler.monitor or "mAP"
         self.monitor_mode = getattr(cfg.scheduler, "mode", "max")
         self.ema = EMA(model, tc.ema) if tc.ema else None
+        self.scaler = torch.amp.GradScaler("cuda") if tc.amp == "fp16" else None
         self.hooks = make_hook_manager(cfg.hooks)
         if resume:
-            self._restore(last)
-        self._prepare_output_dir()
+            self._restore(last)  # every rank reads the same checkpoint
+        if d.is_main:
+            self._prepare_output_dir()
+        forward = self._training_forward(model)
         normalize = exp.normalizer
+        memory_format = torch.channels_last if tc.channels_last else torch.contiguous_format
         hook = self.hooks.hook
         previous = self._install_signals()
         reason = "finished"
@@ -202,12 +253,15 @@ class Trainer:
                 bad_before = self.bad_images
                 loss_sum = torch.zeros((), device=self.device)
                 self.optimizer.zero_grad(set_to_none=True)
-                for i, (images, targets, bad) in enumerate(loader):
+                for i, (images, targets, bad, _) in enumerate(loader):
                     self._count_bad(bad)
-                    x = normalize(images.to(self.device, non_blocking=True))
+                    x = normalize(images.to(self.device, non_blocking=True)).contiguous(memory_format=memory_format)
                     y = targets.to(self.device, non_blocking=True)
-                    loss = loss_fn(model(x).float(), y)
-                    (loss / tc.accumulate if tc.accumulate > 1 else loss).backward()
+                    with self.autocast():
+                        logits = forward(x)
+                    loss = loss_fn(logits.float(), y)  # losses and their reductions in float32
+                    scaled = loss / tc.accumulate if tc.accumulate > 1 else loss
+                    (self.scaler.scale(scaled) if self.scaler is not None else scaled).backward()
                     loss_sum += loss.detach()
                     self.batch_in_epoch += 1
                     end = i == left - 1
@@ -253,10 +307,34 @@ class Trainer:
         return {"best_epoch": self.best_epoch, "best_score": self.best_score, "monitor": self.monitor,
                 **self.best_metrics, "reason": reason}
 
+    def autocast(self):
+        """Mixed precision as ``train.amp`` says (a no-op when off)."""
+        return autocast(self.config.train.amp, self.device)
+
+    def _training_forward(self, model: torch.nn.Module):
+        """The module the training step calls: DDP-wrapped across ranks, compiled if asked."""
+        tc, d = self.config.train, self.dist
+        wrapped = model
+        if d.enabled:
+            from torch.nn.parallel import DistributedDataParallel as DDP
+
+            ids = [self.device.index or 0] if self.device.type == "cuda" else None
+            wrapped = DDP(model, device_ids=ids, find_unused_parameters=getattr(model, "find_unused_parameters", False))
+        if tc.compile:
+            return CompiledOrEager(wrapped)
+        return wrapped
+
     def _optimizer_step(self, model: torch.nn.Module) -> None:
-        if self.config.train.grad_clip:
-            torch.nn.utils.clip_grad_norm_(model.parameters(), self.config.train.grad_clip)
-        self.optimizer.step()
+        tc = self.config.train
+        if self.scaler is not None:
+            self.scaler.unscale_(self.optimizer)
+        if tc.grad_clip:
+            torch.nn.utils.clip_grad_norm_(model.parameters(), tc.grad_clip)
+        if self.scaler is not None:
+            self.scaler.step(self.optimizer)
+            self.scaler.update()
+        else:
+            self.optimizer.step()
         self.optimizer.zero_grad(set_to_none=True)
         self.step += 1
         self.scheduler.step_batch()
@@ -271,7 +349,8 @@ class Trainer:
         for prefix, model in models:
             scores, m = infer(model, exp.val_set, device=self.device, normalize=exp.normalizer,
                               batch_size=tc.eval_batch_size or tc.batch_size, num_workers=tc.num_workers,
-                              metrics=exp.metrics, skip_bad=self.config.data.on_bad_image == "skip")
+                              metrics=exp.metrics, skip_bad=self.config.data.on_bad_image == "skip",
+                              dist=self.dist, autocast=self.autocast)
             metrics.update({prefix + k: v for k, v in m.items()})
             if not prefix:
                 self.last_scores = scores  # N×C probabilities of the model, for hooks (PR curves…)

@@ -118,6 +118,12 @@ class SSGRL(nn.Module):
         self.freeze = freeze
         self._frozen: list[nn.Module] = []
         self._apply_freeze()
+        # fc_3's and fc_a's biases shift every position's score alike, which the softmax
+        # cancels: they can never receive a gradient, so they do not train (and DDP need
+        # not look for unused parameters)
+        self.word_semantic.fc_3.bias.requires_grad_(False)
+        self.word_semantic.fc_a.bias.requires_grad_(False)
+        self.reset_gate = reset_gate
 
     def _apply_freeze(self) -> None:
         if self.freeze == "none":
@@ -142,7 +148,9 @@ class SSGRL(nn.Module):
 
     @reset_gate.setter
     def reset_gate(self, value: str) -> None:
+        """The official variant never uses ``fc_eq4_u``: it stops training then."""
         self.graph_net.reset_gate = value
+        self.graph_net.fc_eq4_u.requires_grad_(value == "paper")
 
     def remap_state_dict(self, state: dict) -> dict:
         """Checkpoints of the official code and of the seed name the backbone
