@@ -34,6 +34,7 @@ test: install
 
 bench: install
 	@for f in benchmarks/*.py; do echo "== $$f"; $(PY) $$f || exit 1; done
+	@echo "(benchmarks/gpu_check.sh is the CUDA check, for a machine with a GPU)"
 
 clean:
 	rm -rf $(VENV) runs build *.egg-info

@@ -1,0 +1,34 @@
+#!/usr/bin/env bash
+# The CUDA check, for a machine with a GPU and no network (≤ 5 minutes):
+#   1. install mlcore from this working tree without touching the network;
+#   2. run the tests marked `cuda` (and the distributed ones) on the GPU;
+#   3. run the training-step benchmark (bf16 + channels-last against the seed-style loop);
+#   4. write everything to $OUT/gpu_report.txt (or reports/gpu_report.txt).
+# Dependencies the machine lacks travel as wheels in .gpu-wheels/ (prepare them beforehand:
+#   pip download -d .gpu-wheels --python-version 3.12 --only-binary=:all: pytest iniconfig msgspec
+# ); without pytest the tests are skipped and the report says so.
+set -uo pipefail
+cd "$(dirname "$0")/.."
+OUTDIR=${OUT:-reports}
+mkdir -p "$OUTDIR"
+REPORT="$OUTDIR/gpu_report.txt"
+exec > >(tee "$REPORT") 2>&1
+PY=${PYTHON:-python3}
+export MLCORE_CACHE=${MLCORE_CACHE:-$(mktemp -d)}
+echo "== machine"
+nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv,noheader || echo "no nvidia-smi"
+$PY -c 'import sys, torch; print("python", sys.version.split()[0], "torch", torch.__version__, "cuda", torch.version.cuda, "available", torch.cuda.is_available())'
+echo "== install (no network)"
+if [ -d .gpu-wheels ]; then $PY -m pip install --no-index --find-links .gpu-wheels -q pytest msgspec 2>&1 | tail -2; fi
+$PY -m pip install --no-deps --no-build-isolation -q -e . 2>&1 | tail -2
+$PY -m mlcore list-plugins --check >/dev/null && echo "plugins ok" || echo "PLUGINS NOT OK"
+echo "== CUDA tests"
+if $PY -c 'import pytest' 2>/dev/null; then
+  timeout 150 $PY -m pytest -q -m cuda tests/ 2>&1 | tail -15
+  timeout 60 $PY -m pytest -q tests/test_distributed.py -x 2>&1 | tail -3
+else
+  echo "pytest is not installed here and no wheel was given: tests skipped"
+fi
+echo "== training-step benchmark"
+timeout 150 $PY benchmarks/train_step.py 2>&1 | tail -6
+echo "== done; report in $REPORT"
