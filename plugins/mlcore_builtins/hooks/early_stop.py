@@ -24,7 +24,8 @@ class EarlyStopping:
         self.bad_epochs += 1
         if self.bad_epochs >= self.patience:
             trainer.should_stop = True
-            print(f"early stop: no better {self.monitor} for {self.bad_epochs} epochs (best {self.best:.4f})")
+            if trainer.is_main:
+                print(f"early stop: no better {self.monitor} for {self.bad_epochs} epochs (best {self.best:.4f})")
 
     @hookimpl
     def mlcore_state_dict(self, trainer):
