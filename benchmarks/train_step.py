@@ -2,10 +2,11 @@
 step against a baseline written like the seed's loop (float32, NCHW, images normalized
 before the step, no compile), same model, batch and optimizer, measured in the same run.
 
-mlcore's step takes uint8 images and normalizes them on the device; on CUDA it runs under
-bf16 autocast with channels-last memory (``--compile`` adds torch.compile), and the
-report gives the fraction of the chip's bf16 peak reached (``--peak-tflops``, default
-989 for an H100/H200 SXM). On the CPU both run float32: mlcore must not be slower.
+mlcore's step takes uint8 images and normalizes them on the device, with channels-last
+memory (``train.channels_last``, which oneDNN's CPU convolutions like too); on CUDA it
+runs under bf16 autocast (``--compile`` adds torch.compile), and the report gives the
+fraction of the chip's bf16 peak reached (``--peak-tflops``, default 989 for an
+H100/H200 SXM). On the CPU both compute in float32: mlcore must not be slower.
 
     python benchmarks/train_step.py [--quick] [--compile] [--batch N]
 """
@@ -77,12 +78,12 @@ def run(name: str, size: int, args, device, tmp: str) -> None:
 
     ours = build_model(name, 80, tmp).to(device).train()
     amp = "bf16" if device.type == "cuda" else "off"
+    ours = ours.to(memory_format=torch.channels_last)
     if device.type == "cuda":
-        ours = ours.to(memory_format=torch.channels_last)
         torch.backends.cudnn.benchmark = True
     forward = torch.compile(ours) if args.compile else ours
     opt_o = torch.optim.Adam([p for p in ours.parameters() if p.requires_grad], lr=1e-5)
-    fmt = torch.channels_last if device.type == "cuda" else torch.contiguous_format
+    fmt = torch.channels_last
     xu = images.to(device)
 
     def our_step():

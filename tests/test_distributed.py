@@ -69,3 +69,35 @@ def test_a_rank_that_dies_ends_the_run(tmp_path):
     proc = torchrun("train", cfg, env={"PYTHONPATH": str(plugin)}, timeout=240)
     assert proc.returncode != 0
     assert time.time() - started < 200
+
+
+def test_two_rank_run_interrupted_mid_epoch_resumes_exactly(tmp_path):
+    import torch
+
+    site = make_dist(tmp_path / "site", "mlcore-test-stopper", {"mlcore.hooks": {"stopper": "stopper_mod:StopAt"}}, {
+        "stopper_mod": """
+            from mlcore import hookimpl
+
+            class StopAt:
+                def __init__(self, at_step: int = 0):
+                    self.at_step = at_step
+
+                @hookimpl
+                def mlcore_train_step_end(self, trainer, step, loss, lr):
+                    if step == self.at_step:
+                        trainer.interrupt()
+        """})
+    env = {"PYTHONPATH": str(site)}
+    cfg = config(tmp_path, epochs=2, checkpoint_every=2)
+    straight = torchrun("train", cfg, "--set", f"output_dir={tmp_path / 'a'}", env=env)
+    assert straight.returncode == 0, straight.stderr[-2000:]
+    stopped = torchrun("train", cfg, "--set", f"output_dir={tmp_path / 'b'}", "stopper.at_step=7", env=env)
+    assert stopped.returncode != 0 and "Resume with" in stopped.stderr
+    ckpt = torch.load(tmp_path / "b/checkpoints/last.pt", weights_only=True)
+    assert (ckpt["epoch"], ckpt["step"], ckpt["batch_in_epoch"]) == (1, 7, 2)  # 5 steps an epoch
+    resumed = torchrun("train", cfg, "--set", f"output_dir={tmp_path / 'b'}", "--resume", env=env)
+    assert resumed.returncode == 0, resumed.stderr[-2000:]
+    a = torch.load(tmp_path / "a/checkpoints/last.pt", weights_only=True)["model"]
+    b = torch.load(tmp_path / "b/checkpoints/last.pt", weights_only=True)["model"]
+    for k in a:
+        assert torch.equal(a[k], b[k]), k

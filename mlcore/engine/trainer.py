@@ -204,6 +204,8 @@ class Trainer:
             raise MlcoreError(f"output_dir {str(self.output_dir)!r} is a file, not a folder")
         self.dist = d = setup(tc.dist_timeout)
         self.is_main = d.is_main
+        if self.device.type == "cuda" and self.device.index is None:  # this rank's GPU, by index
+            self.device = exp.device = torch.device("cuda", torch.cuda.current_device())
         if tc.amp == "fp16" and self.device.type != "cuda":
             raise MlcoreError("train.amp: fp16 needs a CUDA device (its gradient scaler is CUDA-only); "
                               "use bf16 on the CPU")
@@ -318,7 +320,7 @@ class Trainer:
         if d.enabled:
             from torch.nn.parallel import DistributedDataParallel as DDP
 
-            ids = [self.device.index or 0] if self.device.type == "cuda" else None
+            ids = [self.device.index] if self.device.type == "cuda" else None
             wrapped = DDP(model, device_ids=ids, find_unused_parameters=getattr(model, "find_unused_parameters", False))
         if tc.compile:
             return CompiledOrEager(wrapped)
