@@ -270,8 +270,11 @@ class Trainer:
                     if self.batch_in_epoch % tc.accumulate and not end:
                         continue  # gradients add up until the next optimizer step
                     self._optimizer_step(model)
+                    save_now = bool(tc.checkpoint_every) and self.step % tc.checkpoint_every == 0 and not end
                     logged = None
-                    if self.step % tc.log_every == 0 or end:
+                    # the loss is read (a device sync) only when logged or before a checkpoint, so
+                    # that a non-finite loss stops the run before it reaches a checkpoint
+                    if self.step % tc.log_every == 0 or end or save_now or self._signal is not None:
                         logged = float(loss.detach())
                         if not math.isfinite(logged):
                             raise MlcoreError(self._nan_message(logged))
@@ -279,7 +282,7 @@ class Trainer:
                     if self._signal is not None:
                         path = self.save()
                         raise TrainingInterrupted(self._interrupted_message(path))
-                    if tc.checkpoint_every and self.step % tc.checkpoint_every == 0 and not end:
+                    if save_now:
                         self.save()
                 train_loss = float(loss_sum) / max(left, 1)
                 if self.bad_images > bad_before:
@@ -393,6 +396,8 @@ class Trainer:
     def _prepare_output_dir(self) -> None:
         try:
             self.checkpoint_dir.mkdir(parents=True, exist_ok=True)
+            for stale in self.checkpoint_dir.glob(".*.tmp-*"):  # left by a process killed mid-write
+                stale.unlink(missing_ok=True)
             for name, text in (("config.yaml", self.config.to_yaml()), ("environment.json", environment())):
                 tmp = self.output_dir / f".{name}.tmp"
                 tmp.write_text(text)
@@ -414,7 +419,7 @@ class Trainer:
     def _nan_message(self, value: float) -> str:
         last = self.checkpoint_dir / "last.pt"
         good = f"the last good checkpoint is {str(last)!r}" if last.is_file() else "no checkpoint was written yet"
-        return (f"the loss became {value} at step {self.step} (epoch {self.epoch}, lr {self.lr:g}); "
+        return (f"the loss became {value} at step {self.step} (epoch {self.epoch + 1}, lr {self.lr:g}); "
                 f"training stopped; {good}")
 
     def _interrupted_message(self, path: Path) -> str:
