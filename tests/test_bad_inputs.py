@@ -128,3 +128,33 @@ def test_plugin_failures_name_the_distribution(tmp_path, capsys, cfg, monkeypatc
     assert_clean_error(capsys, ["train", path, "--set", "model.name=crashy"], "mlcore-flaky", "needs libcrash")
     assert_clean_error(capsys, ["train", path, "--set", "model.name=flaky"], "model 'flaky' failed to build",
                        "out of unicorns")
+
+
+def test_an_output_folder_that_cannot_be_written(tmp_path, capsys, cfg, monkeypatch):
+    import pathlib
+
+    _, path = cfg
+    real = pathlib.Path.mkdir
+
+    def read_only(self, *a, **k):
+        if "run" in self.parts:
+            raise OSError(30, "Read-only file system")  # EROFS: root ignores permissions, so inject it
+        return real(self, *a, **k)
+
+    monkeypatch.setattr(pathlib.Path, "mkdir", read_only)
+    assert_clean_error(capsys, ["train", path], "cannot write to output_dir", "Read-only file system")
+
+
+def test_safetensors_weights_load_and_pickles_never_run(tmp_path):
+    import torchvision
+    from safetensors.torch import save_file
+
+    import mlcore
+
+    net = torchvision.models.resnet18(weights=None)
+    save_file({k: v.contiguous() for k, v in net.state_dict().items()}, str(tmp_path / "r18.safetensors"))
+    model = mlcore.create("model", "resnet18", pretrained=str(tmp_path / "r18.safetensors"), num_classes=3)
+    assert torch.equal(model.backbone.layer2[0].conv1.weight, net.layer2[0].conv1.weight)
+    (tmp_path / "bad.safetensors").write_bytes(b"garbage")
+    with pytest.raises(mlcore.MlcoreError, match="not a readable safetensors file"):
+        mlcore.create("model", "resnet18", pretrained=str(tmp_path / "bad.safetensors"), num_classes=3)
