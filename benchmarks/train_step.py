@@ -106,7 +106,6 @@ def run(name: str, size: int, args, device, tmp: str) -> None:
     if device.type == "cuda":
         line += f" ({100 * flops / t_ours / 1e12 / args.peak_tflops:4.1f}% of bf16 peak)"
     print(line, flush=True)
-    del base, ours, opt_b, opt_o
 
 
 def main() -> None:

@@ -2,13 +2,10 @@
 status 2, no traceback, and nothing half-written (no run folder)."""
 from __future__ import annotations
 
-import json
 import os
 
-import numpy as np
 import pytest
 import torch
-from PIL import Image
 
 from conftest import make_dist, tiny_config, write_yaml
 from mlcore.cli.main import main
