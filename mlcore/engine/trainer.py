@@ -22,13 +22,14 @@ import pluggy
 import torch
 
 from .. import hookspecs
+from ..data.images import BadImageError
 from ..errors import MlcoreError, PluginError, TrainingInterrupted
 from .checkpoint import FORMAT, VERSION, atomic_save, load_model_weights, rng_state, safe_load, set_rng_state
-from .evaluation import infer
 from .device import autocast
 from .distributed import Dist, setup
-from .loading import make_loader
 from .ema import EMA
+from .evaluation import infer
+from .loading import make_loader
 from .optim import Scheduler, build_optimizer
 
 
@@ -93,7 +94,8 @@ def environment() -> str:
 
 
 def scalar_metrics(metrics: dict) -> dict[str, float]:
-    return {k: float(v) for k, v in metrics.items() if isinstance(v, (int, float)) and v is not None}
+    """The numbers of a metrics dict (``ap_list`` and other lists left out)."""
+    return {k: float(v) for k, v in metrics.items() if isinstance(v, (int, float))}
 
 
 class Trainer:
@@ -118,6 +120,7 @@ class Trainer:
         self.should_stop = False
         self.is_main = True
         self.dist = Dist()
+        self.ema: EMA | None = None
         self.scaler = None
         self._signal: int | None = None
 
@@ -238,6 +241,8 @@ class Trainer:
             self._restore(last)  # every rank reads the same checkpoint
         if d.is_main:
             self._prepare_output_dir()
+            if resume:
+                self._drop_metrics_after(self.step)
         forward = self._training_forward(model)
         normalize = exp.normalizer
         memory_format = torch.channels_last if tc.channels_last else torch.contiguous_format
@@ -373,6 +378,15 @@ class Trainer:
             f.write(json.dumps({k: (None if isinstance(v, float) and not math.isfinite(v) else v)
                                 for k, v in row.items()}) + "\n")
 
+    def _drop_metrics_after(self, step: int) -> None:
+        """On resume, forget evaluations logged after the checkpoint (they will be redone)."""
+        import json
+
+        path = self.output_dir / "metrics.jsonl"
+        if path.is_file():
+            keep = [line for line in path.read_text().splitlines() if line and json.loads(line)["step"] <= step]
+            path.write_text("".join(line + "\n" for line in keep))
+
     @property
     def lr(self) -> float:
         return float(self.optimizer.param_groups[0]["lr"])
@@ -410,7 +424,6 @@ class Trainer:
             if not path:
                 continue
             if self.config.data.on_bad_image == "error":
-                from ..data.images import BadImageError
                 raise BadImageError(path, "cannot be decoded (data.on_bad_image is 'error')")
             self.bad_images += 1
             warnings.warn(f"cannot decode training image {path!r}; replaced by another sample "
