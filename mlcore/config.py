@@ -83,6 +83,11 @@ def _record_sources(data: Any, source: str, prefix: str, sources: dict[str, str]
         sources[prefix] = source
 
 
+def as_section(value: Any) -> Any:
+    """A plugin or tagged section given by name alone (``loss: bce``) as ``{name: bce}``."""
+    return {"name": value} if isinstance(value, str) else value
+
+
 def merge(base: dict, over: dict) -> dict:
     """``over`` merged into a copy of ``base``: mappings recursively, all else replaced.
 
@@ -143,8 +148,7 @@ def apply_set(data: dict, parts: list[str], value: Any, sources: dict[str, str])
             if nxt is not None and not (i == 0 and isinstance(nxt, str)):
                 raise ConfigError(f"--set {'.'.join(parts)}: '{'.'.join(parts[:i + 1])}' is "
                                   f"{nxt!r}, not a mapping")
-            # a plugin section given by name only ("loss: bce") becomes {name: bce}
-            nxt = {"name": nxt} if isinstance(nxt, str) else {}
+            nxt = as_section(nxt) if isinstance(nxt, str) else {}
             node[p] = nxt
         node = nxt
     node[parts[-1]] = value
@@ -276,8 +280,7 @@ def check_config(data: dict, sources: dict[str, str], path: str | None, registry
     full = merge(DEFAULTS, data)
 
     def plugin_spec(kind: str, value: Any, where: str) -> PluginSpec | None:
-        if isinstance(value, str):
-            value = {"name": value}
+        value = as_section(value)
         if not isinstance(value, dict) or not isinstance(value.get("name"), str):
             say(where, f"expected a {kind} name or a mapping with 'name', got {value!r}")
             return None
@@ -304,8 +307,7 @@ def check_config(data: dict, sources: dict[str, str], path: str | None, registry
     def core(where: str, table: dict | None, schema: type | None = None):
         value = full[where]
         if table is not None:
-            if isinstance(value, str):
-                value = {"name": value}
+            value = as_section(value)
             name = value.get("name") if isinstance(value, dict) else None
             if name not in table:
                 say(f"{where}.name", f"Unknown value {name!r} for {where}. Valid values are "

@@ -16,7 +16,7 @@ import io
 import os
 from pathlib import Path
 
-from .report import print_metrics, write_json, write_text_atomic
+from .report import print_metrics, write_file, write_json
 
 NAME = "evaluate"
 HELP = "evaluate a checkpoint; write result.json, scores.npy, predictions.tsv"
@@ -62,14 +62,8 @@ def run(args: argparse.Namespace) -> int:
     top = np.argsort(-scores_np, axis=1, kind="stable")[:, :k]
     for path, idx in zip(ds.images, top):
         lines.append(f"{path}\t{','.join(exp.classes[j] for j in idx)}")
-    try:
-        out.mkdir(parents=True, exist_ok=True)
-        tmp = out / f".scores.npy.tmp-{os.getpid()}"
-        tmp.write_bytes(buf.getvalue())
-        tmp.replace(out / "scores.npy")
-    except OSError as exc:
-        raise MlcoreError(f"cannot write to {str(out)!r}: {exc.strerror or exc}") from exc
-    write_text_atomic("\n".join(lines) + "\n", out / "predictions.tsv")
+    write_file(buf.getvalue(), out / "scores.npy")
+    write_file("\n".join(lines) + "\n", out / "predictions.tsv")
     write_json(result, out / "result.json")
     written = ["result.json", "scores.npy", "predictions.tsv"]
     if args.plots:

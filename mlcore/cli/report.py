@@ -4,10 +4,10 @@ from __future__ import annotations
 import json
 import math
 import os
-from pathlib import Path
 from typing import Any
 
 from ..errors import MlcoreError
+from ..files import write_bytes
 
 
 def _clean(x: Any) -> Any:
@@ -23,19 +23,16 @@ def _clean(x: Any) -> Any:
     return x
 
 
-def write_text_atomic(text: str, path: str | os.PathLike) -> None:
-    path = Path(path)
+def write_file(data: str | bytes, path: str | os.PathLike) -> None:
+    """Write a result file atomically; a failure is one error naming the file."""
     try:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
-        tmp.write_text(text)
-        tmp.replace(path)
+        write_bytes(path, data.encode("utf-8") if isinstance(data, str) else data)
     except OSError as exc:
         raise MlcoreError(f"cannot write {str(path)!r}: {exc.strerror or exc}") from exc
 
 
 def write_json(obj: Any, path: str | os.PathLike) -> None:
-    write_text_atomic(json.dumps(_clean(obj), indent=1, allow_nan=False) + "\n", path)
+    write_file(json.dumps(_clean(obj), indent=1, allow_nan=False) + "\n", path)
 
 
 def print_metrics(metrics: dict, classes: list[str]) -> None:

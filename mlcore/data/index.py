@@ -20,6 +20,7 @@ import numpy as np
 
 from ..cache import cache_dir
 from ..errors import MlcoreError
+from ..files import atomic_open
 
 FORMAT_VERSION = 1
 
@@ -67,15 +68,8 @@ def save(index: LabelIndex, path: str) -> None:
         arrays[f"images/{name}"] = np.array(s.images, dtype=str)
         arrays[f"targets/{name}"] = np.packbits(t, axis=1)
         arrays[f"shape/{name}"] = np.array(t.shape, dtype=np.int64)
-    os.makedirs(os.path.dirname(path), exist_ok=True)
-    tmp = f"{path}.tmp-{os.getpid()}"
-    try:
-        with open(tmp, "wb") as f:
-            np.savez(f, **arrays)
-        os.replace(tmp, path)
-    finally:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
+    with atomic_open(path) as f:
+        np.savez(f, **arrays)
 
 
 def load(path: str) -> LabelIndex:

@@ -10,13 +10,13 @@ import os
 import pickle
 import random
 import re
-from pathlib import Path
 from typing import Any
 
 import numpy as np
 import torch
 
 from ..errors import MlcoreError
+from ..files import atomic_open
 
 FORMAT = "mlcore-checkpoint"
 VERSION = 1
@@ -24,30 +24,12 @@ VERSION = 1
 
 def atomic_save(obj: Any, path: str | os.PathLike) -> None:
     """``torch.save`` to ``path`` through a temporary file, fsync and rename."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
     try:
-        with open(tmp, "wb") as f:
+        with atomic_open(path, durable=True) as f:
             torch.save(obj, f)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
     except OSError as exc:
-        tmp.unlink(missing_ok=True)
         raise MlcoreError(f"cannot write checkpoint {str(path)!r}: {exc.strerror or exc}; "
                           f"the previous checkpoint, if any, is unchanged") from exc
-    except BaseException:
-        tmp.unlink(missing_ok=True)
-        raise
-    try:  # make the rename itself durable
-        fd = os.open(path.parent, os.O_RDONLY)
-        try:
-            os.fsync(fd)
-        finally:
-            os.close(fd)
-    except OSError:
-        pass
 
 
 def _numpy_scalar_globals() -> list:

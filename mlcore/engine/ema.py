@@ -17,23 +17,32 @@ class EMA:
         self.module = copy.deepcopy(model).eval()
         for p in self.module.parameters():
             p.requires_grad_(False)
+        self._pairs: tuple | None = None  # (model, its float tensors, ours, its other tensors, ours)
+
+    def _tensors(self, model: torch.nn.Module) -> tuple:
+        """The two models' tensors, paired once: the training step reuses the lists (the
+        tensors are updated in place, so the pairing stays valid)."""
+        if self._pairs is None or self._pairs[0] is not model:
+            ours = self.module.state_dict()
+            floats = ([], [])
+            others = ([], [])
+            for name, value in model.state_dict().items():
+                group = floats if value.dtype.is_floating_point else others
+                group[0].append(value.detach())
+                group[1].append(ours[name])
+            self._pairs = (model, floats[0], floats[1], others[0], others[1])
+        return self._pairs
 
     @torch.no_grad()
     def update(self, model: torch.nn.Module) -> None:
-        ema_state = self.module.state_dict()
-        floats_ema, floats_new = [], []
-        for name, value in model.state_dict().items():
-            target = ema_state[name]
-            if value.dtype.is_floating_point:
-                floats_ema.append(target)
-                floats_new.append(value.detach())
-            else:
-                target.copy_(value)
-        if floats_ema:
-            torch._foreach_lerp_(floats_ema, floats_new, 1.0 - self.decay)
+        _, new_f, ema_f, new_o, ema_o = self._tensors(model)
+        if ema_f:
+            torch._foreach_lerp_(ema_f, new_f, 1.0 - self.decay)
+        for target, value in zip(ema_o, new_o):
+            target.copy_(value)
 
     def state_dict(self) -> dict:
         return self.module.state_dict()
 
     def load_state_dict(self, state: dict) -> None:
-        self.module.load_state_dict(state)
+        self.module.load_state_dict(state)  # in place: the paired tensors stay the same

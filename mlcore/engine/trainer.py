@@ -24,6 +24,7 @@ import torch
 from .. import hookspecs
 from ..data.images import BadImageError
 from ..errors import MlcoreError, PluginError, TrainingInterrupted
+from ..files import write_text
 from .checkpoint import FORMAT, VERSION, atomic_save, load_model_weights, rng_state, safe_load, set_rng_state
 from .device import autocast
 from .distributed import Dist, setup
@@ -412,10 +413,8 @@ class Trainer:
             self.checkpoint_dir.mkdir(parents=True, exist_ok=True)
             for stale in self.checkpoint_dir.glob(".*.tmp-*"):  # left by a process killed mid-write
                 stale.unlink(missing_ok=True)
-            for name, text in (("config.yaml", self.config.to_yaml()), ("environment.json", environment())):
-                tmp = self.output_dir / f".{name}.tmp"
-                tmp.write_text(text)
-                tmp.replace(self.output_dir / name)
+            write_text(self.output_dir / "config.yaml", self.config.to_yaml())
+            write_text(self.output_dir / "environment.json", environment())
         except OSError as exc:
             raise MlcoreError(f"cannot write to output_dir {str(self.output_dir)!r}: {exc.strerror or exc}") from exc
 

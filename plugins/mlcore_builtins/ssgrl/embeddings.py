@@ -102,9 +102,8 @@ def label_vectors(path: str, classes: Sequence[str], missing_words: str = "error
         raise MlcoreError(f"embeddings file {path!r} lacks words of {len(missing)} label(s): {listing}{more} "
                           f"(model.missing_words: zero gives such words no weight)")
     out = np.stack([r if r is not None else np.zeros(dim, np.float32) for r in rows]).astype(np.float32)
-    os.makedirs(os.path.dirname(cached), exist_ok=True)
-    tmp = f"{cached}.tmp-{os.getpid()}"
-    with open(tmp, "wb") as f:
+    from mlcore.files import atomic_open
+
+    with atomic_open(cached) as f:
         np.save(f, out)
-    os.replace(tmp, cached)
     return out
