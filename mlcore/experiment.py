@@ -11,12 +11,10 @@ from functools import cached_property
 from pathlib import Path
 from typing import Any, Iterable
 
-from . import schema as schema_mod
 from .config import Config, load_config
 from .errors import MlcoreError
 from .labels import LabelInfo
-from .plugin import CONTEXT
-from .registry import Registry, default_registry
+from .registry import Registry
 
 
 class Experiment:
@@ -198,30 +196,4 @@ def build(cfg: "str | os.PathLike | dict | Config", overrides: Iterable[str] = (
     return Experiment(load_config(cfg, overrides, registry))
 
 
-def create(kind: str, name: str, **params: Any) -> Any:
-    """One plugin instance, its parameters checked against the plugin's schema.
-
-    The context names of the kind (``split``/``transform`` for datasets, ``num_classes``
-    and ``info`` for models and losses, ``num_classes``/``classes`` for metrics) may be
-    passed as keywords too, e.g. ``create("dataset", "coco", root="data/coco",
-    split="val")`` or ``create("metric", "map", num_classes=80)``.
-    """
-    plugin = default_registry().get(kind, name)
-    context = {k: params.pop(k) for k in CONTEXT[kind] if k in params}
-    cfg = schema_mod.check(plugin.schema, params, "", what=f"{kind} '{name}'")
-    if kind == "dataset":
-        context.setdefault("split", "train")
-        context.setdefault("transform", None)
-    if kind == "backbone" and "/" in name:
-        context["variant"] = name.split("/", 1)[1]
-    if kind in ("model", "loss"):
-        context.setdefault("info", None)
-    return plugin.instantiate(cfg, **context)
-
-
-def create_backbone(spec: str, **params: Any) -> Any:
-    """A backbone by name (``resnet101``, ``timm/convnext_tiny``) — for model plugins."""
-    return create("backbone", spec, **params)
-
-
-__all__ = ["Experiment", "build", "create", "create_backbone"]
+__all__ = ["Experiment", "build"]

@@ -36,7 +36,7 @@ class ResNetConfig:
 
 
 def _make(backbone_name: str, cfg, num_classes: int):
-    from mlcore.experiment import create_backbone
+    from mlcore import create_backbone
 
     from .model import Classifier
 

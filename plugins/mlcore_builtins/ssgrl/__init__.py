@@ -37,7 +37,7 @@ def build(cfg: SSGRLConfig, num_classes: int, info=None):
     import torch
 
     from mlcore.errors import MlcoreError
-    from mlcore.experiment import create_backbone
+    from mlcore import create_backbone
 
     from .embeddings import label_vectors
     from .model import SSGRL, adjacency
