@@ -4,39 +4,28 @@ A config is plain YAML read with ``yaml.safe_load`` (a ``!!python`` tag is an er
 code runs from a config). ``_base_: path`` (one or a list, relative to the file) is merged
 under the file, recursively; ``--set a.b=value`` overrides after that, the value parsed as
 YAML (a mapping replaces the whole section). Every section is then checked against its
-schema — the core's for ``data``/``train``/``optimizer``/``scheduler``, the plugin's for
-``dataset``/``model``/``loss``/``metrics`` and the hook sections — and all problems are
-reported together, each with its YAML path and the file that set it. Nothing heavy is
-imported: plugin objects live in light modules.
+schema — the core's for ``data``/``train``, the plugin's for ``dataset``/``model``/
+``loss``/``metrics``/``optimizer``/``scheduler`` and the hook sections — and all problems are
+reported together, each with its YAML path and the file that set it (the checking
+itself is ``config_check.py``). Nothing heavy is imported: plugin objects live in light
+modules.
 """
 from __future__ import annotations
 
 import copy
 import os
-import warnings
-from dataclasses import dataclass, field, fields
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Iterable
 
 import yaml
 
 from . import schema as schema_mod
-from .errors import ConfigError, PluginError, did_you_mean
+from .errors import ConfigError
 from .plugin import Plugin
 from .registry import Registry, default_registry
-from .sections import OPTIMIZERS, SCHEDULERS, DataSection, TrainSection
+from .sections import DataSection, TrainSection
 
-PLUGIN_SECTIONS = {"dataset": "dataset", "model": "model", "loss": "loss"}
-CORE_SECTIONS = ("dataset", "data", "model", "loss", "metrics", "optimizer", "scheduler", "train",
-                 "output_dir")
-DEFAULTS: dict[str, Any] = {
-    "data": {},
-    "loss": {"name": "bce"},
-    "metrics": ["map", "prf"],
-    "optimizer": {"name": "adam"},
-    "scheduler": {"name": "plateau"},
-    "train": {},
-}
 SET_SOURCE = "--set"
 
 
@@ -158,16 +147,24 @@ def apply_set(data: dict, parts: list[str], value: Any, sources: dict[str, str])
 # -- the checked config ----------------------------------------------------------------
 @dataclass
 class PluginSpec:
-    """One plugin section, checked: the plugin, its schema instance and its YAML path."""
+    """One plugin section, checked: the plugin, its schema instance and its YAML path.
+
+    ``common`` holds the framework's own keys of the section, where it has some (the
+    optimizer's ``backbone_lr_mult``, the scheduler's warm-up); ``distribution`` is the
+    package that offers the plugin (for messages).
+    """
 
     kind: str
     name: str
     plugin: Plugin
     cfg: Any
     where: str
+    common: Any = None
+    distribution: str = ""
 
     def as_yaml(self) -> dict:
-        return {"name": self.name, **_plain(schema_mod.to_dict(self.cfg))}
+        common = schema_mod.to_dict(self.common) if self.common is not None else {}
+        return {"name": self.name, **_plain(common), **_plain(schema_mod.to_dict(self.cfg))}
 
 
 @dataclass
@@ -182,8 +179,8 @@ class Config:
     hooks: list[PluginSpec]
     data: DataSection
     train: TrainSection
-    optimizer: Any
-    scheduler: Any
+    optimizer: PluginSpec
+    scheduler: PluginSpec
     output_dir: str
     disabled_hooks: list[str] = field(default_factory=list)
 
@@ -194,8 +191,8 @@ class Config:
             "model": self.model.as_yaml(),
             "loss": self.loss.as_yaml(),
             "metrics": [m.as_yaml() for m in self.metrics],
-            "optimizer": _plain(schema_mod.to_dict(self.optimizer)),
-            "scheduler": _plain(schema_mod.to_dict(self.scheduler)),
+            "optimizer": self.optimizer.as_yaml(),
+            "scheduler": self.scheduler.as_yaml(),
             "train": _plain(schema_mod.to_dict(self.train)),
             "output_dir": self.output_dir,
         }
@@ -249,119 +246,10 @@ def load_config(source: "str | os.PathLike | dict | Config", overrides: Iterable
         if list(overrides):
             raise ConfigError("--set cannot be applied to an already checked Config; pass a path or dict")
         return source
+    from .config_check import check_config
+
     data, sources, path = compose(source, overrides)
     return check_config(data, sources, path, registry or default_registry())
-
-
-def check_config(data: dict, sources: dict[str, str], path: str | None, registry: Registry) -> Config:
-    main_file = path or "<dict>"
-
-    def locate(p: str) -> str:
-        while p:
-            if p in sources:
-                return sources[p]
-            p = p.rpartition(".")[0]
-        return main_file
-
-    problems: list[str] = []
-
-    def say(where: str, msg: str) -> None:
-        problems.append(f"{locate(where)}: {where}: {msg}")
-
-    hook_records = [r for r in registry.records("hook") if r.status == "ok"]
-    hook_names = [r.name for r in hook_records]
-    for key in data:
-        if key not in CORE_SECTIONS and key not in hook_names:
-            say(str(key), f"unknown section '{key}'{did_you_mean(str(key), list(CORE_SECTIONS) + hook_names)}; "
-                          f"valid sections: {', '.join(list(CORE_SECTIONS) + hook_names)}")
-    for required in ("dataset", "model"):
-        if required not in data:
-            problems.append(f"{main_file}: {required}: missing required section '{required}'")
-    full = merge(DEFAULTS, data)
-
-    def plugin_spec(kind: str, value: Any, where: str) -> PluginSpec | None:
-        value = as_section(value)
-        if not isinstance(value, dict) or not isinstance(value.get("name"), str):
-            say(where, f"expected a {kind} name or a mapping with 'name', got {value!r}")
-            return None
-        name = value["name"]
-        try:
-            plugin = registry.get(kind, name)
-        except PluginError as exc:
-            say(f"{where}.name", str(exc))
-            return None
-        body = {k: v for k, v in value.items() if k != "name"}
-        cfg = schema_mod.check(plugin.schema, body, where, locate, problems, what=f"{kind} '{name}'")
-        if cfg is None:
-            return None
-        _check_references(plugin, cfg, where, registry, say)
-        return PluginSpec(kind, name, plugin, cfg, where)
-
-    specs = {sec: plugin_spec(kind, full[sec], sec) for sec, kind in PLUGIN_SECTIONS.items() if sec in full}
-    metrics: list[PluginSpec | None] = []
-    if not isinstance(full["metrics"], list) or not full["metrics"]:
-        say("metrics", f"expected a non-empty list of metric names or mappings, got {full['metrics']!r}")
-    else:
-        metrics = [plugin_spec("metric", m, f"metrics[{i}]") for i, m in enumerate(full["metrics"])]
-
-    def core(where: str, table: dict | None, schema: type | None = None):
-        value = full[where]
-        if table is not None:
-            value = as_section(value)
-            name = value.get("name") if isinstance(value, dict) else None
-            if name not in table:
-                say(f"{where}.name", f"Unknown value {name!r} for {where}. Valid values are "
-                                     f"{sorted(table)}{did_you_mean(str(name), table)}")
-                return None
-            schema = table[name]
-        return schema_mod.check(schema, value if value is not None else {}, where, locate, problems)
-
-    data_cfg = core("data", None, DataSection)
-    train_cfg = core("train", None, TrainSection)
-    optim_cfg = core("optimizer", OPTIMIZERS)
-    sched_cfg = core("scheduler", SCHEDULERS)
-
-    hooks, disabled = [], []
-    for rec in hook_records:
-        section = data.get(rec.name, {})
-        if section is False:
-            disabled.append(rec.name)
-            continue
-        try:
-            plugin = registry.load(rec)
-        except PluginError as exc:
-            if rec.name in data:
-                say(rec.name, str(exc))
-            else:  # an installed hook that is broken must not stop unrelated work
-                warnings.warn(str(exc), stacklevel=2)
-            continue
-        cfg = schema_mod.check(plugin.schema, section if section is not None else {}, rec.name, locate,
-                               problems, what=f"hook '{rec.name}'")
-        if cfg is not None:
-            hooks.append(PluginSpec("hook", rec.name, plugin, cfg, rec.name))
-
-    output_dir = full.get("output_dir")
-    if output_dir is None:
-        output_dir = os.path.join("runs", Path(path).stem if path else "default")
-    elif not isinstance(output_dir, str) or not output_dir:
-        say("output_dir", f"expected a folder path, got {output_dir!r}")
-
-    if problems:
-        raise ConfigError(problems)
-    return Config(path, specs["dataset"], specs["model"], specs["loss"], metrics, hooks,  # type: ignore[arg-type]
-                  data_cfg, train_cfg, optim_cfg, sched_cfg, output_dir, disabled)
-
-
-def _check_references(plugin: Plugin, cfg: Any, where: str, registry: Registry, say) -> None:
-    """Fields marked ``metadata={"plugin": kind}`` name another plugin: check it exists."""
-    for f in fields(cfg):
-        kind = f.metadata.get("plugin")
-        value = getattr(cfg, f.name)
-        if kind and isinstance(value, str):
-            try:
-                registry.get(kind, value)
-            except PluginError as exc:
-                say(f"{where}.{f.name}", str(exc))
 
 
 __all__ = ["Config", "PluginSpec", "load_config", "compose", "parse_set", "read_yaml", "merge"]

@@ -118,7 +118,8 @@ class Experiment:
 
     def load_checkpoint(self, path: str | os.PathLike | None = None) -> dict:
         """Load model weights from ``path`` (default: the run's ``best.pt``)."""
-        from .engine.checkpoint import FORMAT, load_weights_file
+        from .engine.checkpoint import FORMAT
+        from .weights import load_weights_file
 
         path = Path(path) if path is not None else self.checkpoint_path()
         if not path.is_file():
@@ -129,9 +130,9 @@ class Experiment:
 
     def load_state(self, state: dict, source: str) -> None:
         """Load a state dict (e.g. a checkpoint's ``ema``) into the model, strictly."""
-        from .engine.checkpoint import load_model_weights
+        from .weights import load_state
 
-        load_model_weights(self.model, state, source)
+        load_state(self.model, state, source)
 
     def split_set(self, split: str):
         """The dataset of ``split`` with the evaluation transform (built once)."""

@@ -12,6 +12,7 @@ from typing import Any
 
 from . import schema as schema_mod
 from .plugin import CONTEXT
+from .problems import Problems
 from .registry import default_registry
 
 
@@ -25,7 +26,9 @@ def create(kind: str, name: str, **params: Any) -> Any:
     """
     plugin = default_registry().get(kind, name)
     context = {k: params.pop(k) for k in CONTEXT[kind] if k in params}
-    cfg = schema_mod.check(plugin.schema, params, "", what=f"{kind} '{name}'")
+    problems = Problems()
+    cfg = schema_mod.check(plugin.schema, params, "", problems, what=f"{kind} '{name}'")
+    problems.raise_if_any()
     if kind == "dataset":
         context.setdefault("split", "train")
         context.setdefault("transform", None)

@@ -1,4 +1,5 @@
-"""The plugin object: what every dataset, model, backbone, loss, metric and hook plugin is.
+"""The plugin object: what every dataset, model, backbone, loss, metric, optimizer,
+scheduler and hook plugin is.
 
 A plugin declares its kind, its name, a one-line summary, a config schema (a dataclass)
 and a build function. Keep the module that defines a plugin object light: import torch
@@ -16,7 +17,7 @@ from typing import Any, Callable
 
 from .schema import schema_from_signature, to_dict
 
-KINDS = ("dataset", "model", "backbone", "loss", "metric", "hook")
+KINDS = ("dataset", "model", "backbone", "loss", "metric", "optimizer", "scheduler", "hook")
 
 #: The names a builder may receive besides the config, per kind. A build function (or a
 #: plain plugin callable) gets each one only when its signature takes it.
@@ -26,6 +27,8 @@ CONTEXT = {
     "backbone": ("variant",),
     "loss": ("num_classes", "info"),
     "metric": ("num_classes", "classes"),
+    "optimizer": ("params",),
+    "scheduler": ("optimizer", "epochs", "steps_per_epoch"),
     "hook": (),
 }
 

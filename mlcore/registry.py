@@ -24,7 +24,8 @@ from .errors import PluginError, did_you_mean
 from .plugin import KINDS, Plugin, as_plugin
 
 GROUPS = {"dataset": "mlcore.datasets", "model": "mlcore.models", "backbone": "mlcore.backbones",
-          "loss": "mlcore.losses", "metric": "mlcore.metrics", "hook": "mlcore.hooks"}
+          "loss": "mlcore.losses", "metric": "mlcore.metrics", "optimizer": "mlcore.optimizers",
+          "scheduler": "mlcore.schedulers", "hook": "mlcore.hooks"}
 DISABLE_ENV = "MLCORE_DISABLE_PLUGINS"
 IN_PROCESS = "<registered in-process>"
 
@@ -159,6 +160,10 @@ class Registry:
         if rec.status == "disabled":
             raise PluginError(f"{kind} plugin '{base}' is {rec.error}")
         return rec
+
+    def record_of(self, kind: str, name: str) -> PluginRecord | None:
+        """The record of that plugin (``ns/variant`` gives the namespace's), or None."""
+        return self._find().get((kind, name.split("/", 1)[0]))
 
     def load(self, rec: PluginRecord) -> Plugin:
         """Import one plugin (once); on failure mark it broken and raise PluginError."""

@@ -15,13 +15,7 @@ import typing
 from typing import Any, Callable, Literal, Union
 
 from .errors import did_you_mean
-
-#: A function that, given a YAML path, says which file set it (for error messages).
-Locate = Callable[[str], str]
-
-
-def _no_file(path: str) -> str:
-    return ""
+from .problems import Problems
 
 
 def field_names(schema: type) -> list[str]:
@@ -114,48 +108,42 @@ def _coerce(value: Any, tp: Any) -> Any:
     return value
 
 
-def check(schema: type, data: dict, where: str, locate: Locate = _no_file,
-          problems: list[str] | None = None, what: str = "") -> Any:
-    """Check ``data`` against ``schema``; append problems to ``problems`` (or raise).
+def check(schema: type, data: Any, where: str, problems: Problems, what: str = "") -> Any:
+    """Check ``data`` against ``schema``, noting every problem in ``problems``.
 
-    ``where`` is the YAML path of ``data`` (e.g. ``"model"``), ``what`` names the plugin
-    for the messages. Returns the schema instance, or None when there were problems.
+    ``where`` is the YAML path of ``data`` (e.g. ``"model"``; ``""`` for keyword
+    arguments), ``what`` names the plugin for the messages. Returns the schema instance,
+    or None when ``data`` had problems.
     """
-    own = problems is None
-    problems = [] if own else problems
     start = len(problems)
     hints = typing.get_type_hints(schema)
     fields = {f.name: f for f in dataclasses.fields(schema) if f.init}
     label = f" for {what}" if what else ""
 
     def say(key: str, msg: str) -> None:
-        path = f"{where}.{key}" if where else key
-        file = locate(path)
-        problems.append(f"{file + ': ' if file else ''}{path}: {msg}")
+        problems.add(f"{where}.{key}" if where else key, msg)
 
     if not isinstance(data, dict):
-        file = locate(where)
-        problems.append(f"{file + ': ' if file else ''}{where}: expected a mapping, got {data!r}")
-        return _fail(problems, own)
+        problems.add(where, f"expected a mapping, got {data!r}")
+        return None
     bad_keys = set()
     for key in data:
         if key not in fields:
             valid = ", ".join(sorted(fields)) or "none"
             say(str(key), f"unknown key '{key}'{label}{did_you_mean(str(key), fields)}; valid keys: {valid}")
-    missing = False
-    for name, f in fields.items():
-        required = f.default is dataclasses.MISSING and f.default_factory is dataclasses.MISSING
+    required = {name for name, f in fields.items()
+                if f.default is dataclasses.MISSING and f.default_factory is dataclasses.MISSING}
+    for name in fields:
         if name not in data:
-            if required:
+            if name in required:
                 say(name, f"missing required key '{name}'{label}")
-                missing = True
             continue
         problem = _value_problem(data[name], hints.get(name, Any))
         if problem:
             say(name, f"{problem}, got {data[name]!r}")
             bad_keys.add(name)
-    if missing:
-        return _fail(problems, own)
+    if required - (data.keys() - bad_keys):  # a required key missing or of a wrong type
+        return None
     # range checks run on the well-typed keys too, so one pass reports everything
     kwargs = {k: _coerce(v, hints.get(k, Any)) for k, v in data.items() if k in fields and k not in bad_keys}
     instance = schema(**kwargs)
@@ -164,17 +152,7 @@ def check(schema: type, data: dict, where: str, locate: Locate = _no_file,
         for key, msg in validate() or []:
             if key not in bad_keys:
                 say(key, msg)
-    if len(problems) > start:
-        return _fail(problems, own)
-    return instance
-
-
-def _fail(problems: list[str], own: bool) -> None:
-    from .errors import ConfigError
-
-    if own:
-        raise ConfigError(problems)
-    return None
+    return instance if len(problems) == start else None
 
 
 def schema_from_signature(obj: Callable, name: str, skip: set[str]) -> type:

@@ -1,7 +1,8 @@
-"""Schemas of the core's own config sections: ``data``, ``train``, ``optimizer``, ``scheduler``.
+"""Schemas of the core's own config sections: ``data``, ``train``, and the framework's
+keys of ``optimizer`` and ``scheduler``.
 
-Plugin sections (``dataset``, ``model``, ``loss``, ``metrics``, hook sections) are checked
-against their plugins' schemas instead. ``validate()`` methods return ``(key, message)``
+Plugin sections (``dataset``, ``model``, ``loss``, ``metrics``, ``optimizer``,
+``scheduler``, hook sections) are checked against their plugins' schemas. ``validate()`` methods return ``(key, message)``
 pairs for the range checks a type annotation cannot express.
 """
 from __future__ import annotations
@@ -82,6 +83,9 @@ class TrainSection:
     cuDNN picks its fastest algorithms (``cudnn.benchmark``) unless ``deterministic``,
     which makes GPU runs repeatable (and resumes exact) at some cost in speed; CPU runs
     are repeatable either way.
+    ``monitor`` (a validation metric, e.g. ``mAP``, ``ema_mAP``, ``threshold_cf1``, with
+    ``mode`` ``max`` or ``min``) decides which epoch is best: ``checkpoints/best.pt``
+    and ``result.json``.
     Under torchrun: ``batch_size`` is per process; ``sync_bn`` converts BatchNorm to
     SyncBatchNorm; ``dist_timeout`` (seconds) bounds every collective, so a dead rank
     makes the others fail instead of hanging.
@@ -104,6 +108,8 @@ class TrainSection:
     sync_bn: bool = False
     dist_timeout: float = 600.0
     deterministic: bool = False
+    monitor: str = "mAP"
+    mode: Literal["max", "min"] = "max"
 
     def validate(self):
         out = (_positive(self, "epochs", "batch_size", "log_every", "grad_clip", "eval_batch_size", "accumulate")
@@ -113,59 +119,26 @@ class TrainSection:
         return out + _positive(self, "dist_timeout")
 
 
-# -- optimizers: the keyword arguments of the torch.optim classes they name -------------
+# -- the framework's keys of the optimizer and scheduler sections ----------------------
+# Those sections name a plugin (``optimizer: {name: sgd, lr: 0.01}``); these keys sit beside
+# the plugin's own and are the framework's: they work with every optimizer and scheduler.
 @dataclass
-class _OptimizerBase:
-    name: str
-    lr: float = 1e-4
-    weight_decay: float = 0.0
-    #: learning-rate factor for the parameters under ``model.backbone`` (fine-tuning)
+class OptimizerCommon:
+    """``backbone_lr_mult``: the learning rate of the parameters under ``model.backbone``
+    is the optimizer's times this factor (fine-tuning a pretrained backbone slower than
+    a new head)."""
+
     backbone_lr_mult: float = 1.0
 
     def validate(self):
-        return _positive(self, "lr") + _non_negative(self, "weight_decay", "backbone_lr_mult")
+        return _non_negative(self, "backbone_lr_mult")
 
 
 @dataclass
-class AdamSection(_OptimizerBase):
-    betas: list[float] = field(default_factory=lambda: [0.9, 0.999])
-    eps: float = 1e-8
-    amsgrad: bool = False
-
-
-@dataclass
-class AdamWSection(AdamSection):
-    weight_decay: float = 0.01
-
-
-@dataclass
-class SGDSection(_OptimizerBase):
-    lr: float = 0.01
-    momentum: float = 0.9
-    dampening: float = 0.0
-    nesterov: bool = False
-
-
-@dataclass
-class RMSpropSection(_OptimizerBase):
-    lr: float = 0.01
-    alpha: float = 0.99
-    eps: float = 1e-8
-    momentum: float = 0.0
-    centered: bool = False
-
-
-OPTIMIZERS = {"adam": AdamSection, "adamw": AdamWSection, "sgd": SGDSection, "rmsprop": RMSpropSection}
-TORCH_OPTIMIZERS = {"adam": "Adam", "adamw": "AdamW", "sgd": "SGD", "rmsprop": "RMSprop"}
-
-
-# -- schedulers ------------------------------------------------------------------------
-@dataclass
-class _SchedulerBase:
+class SchedulerCommon:
     """``warmup_epochs``: the lr rises linearly from ``warmup_factor``×lr to lr over the
-    first epochs, step by step; the schedule proper starts after it."""
+    first epochs, step by step; the schedule proper starts after it and spans the rest."""
 
-    name: str
     warmup_epochs: int = 0
     warmup_factor: float = 0.01
 
@@ -174,71 +147,3 @@ class _SchedulerBase:
         if not 0 < self.warmup_factor <= 1:
             out.append(("warmup_factor", f"must be in (0, 1], got {self.warmup_factor}"))
         return out
-
-
-@dataclass
-class PlateauSection(_SchedulerBase):
-    """The seed's: multiply the lr by ``factor`` when val ``monitor`` stops improving
-    (``mode: max`` for scores such as mAP, ``min`` for losses)."""
-
-    monitor: str = "mAP"
-    mode: Literal["max", "min"] = "max"
-    factor: float = 0.1
-    patience: int = 2
-    threshold: float = 1e-4
-    min_lr: float = 0.0
-
-    def validate(self):
-        out = super().validate() + _non_negative(self, "patience", "min_lr")
-        if not 0 < self.factor < 1:
-            out.append(("factor", f"must be between 0 and 1, got {self.factor}"))
-        return out
-
-
-@dataclass
-class StepSection(_SchedulerBase):
-    """Multiply the lr by ``gamma`` every ``step_size`` epochs."""
-
-    step_size: int = 10
-    gamma: float = 0.1
-
-    def validate(self):
-        return super().validate() + _positive(self, "step_size", "gamma")
-
-
-@dataclass
-class CosineSection(_SchedulerBase):
-    """Cosine annealing over ``t_max`` epochs (default: ``train.epochs``)."""
-
-    t_max: int | None = None
-    eta_min: float = 0.0
-
-    def validate(self):
-        return super().validate() + _positive(self, "t_max") + _non_negative(self, "eta_min")
-
-
-@dataclass
-class OneCycleSection:
-    """torch's OneCycleLR over the whole run, stepped every optimizer step; the
-    optimizer's ``lr`` is the peak (``max_lr``)."""
-
-    name: str
-    pct_start: float = 0.3
-    div_factor: float = 25.0
-    final_div_factor: float = 1e4
-    anneal_strategy: Literal["cos", "linear"] = "cos"
-
-    def validate(self):
-        out = _positive(self, "div_factor", "final_div_factor")
-        if not 0 < self.pct_start < 1:
-            out.append(("pct_start", f"must be between 0 and 1, got {self.pct_start}"))
-        return out
-
-
-@dataclass
-class NoSchedulerSection(_SchedulerBase):
-    pass
-
-
-SCHEDULERS = {"plateau": PlateauSection, "step": StepSection, "cosine": CosineSection, "onecycle": OneCycleSection,
-              "none": NoSchedulerSection}

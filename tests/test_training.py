@@ -218,24 +218,29 @@ def test_schedules_accumulation_and_ema_reports(tiny, tmp_path):
     assert {"ema_mAP", "ema_ap", "ema_topk_cf1"} <= set(result) and set(result["ema_ap"]) == set(result["classes"])
     env = json.load(open(os.path.join(cfg["output_dir"], "environment.json")))
     assert torch.__version__.startswith(env["torch"]) and env["devices"] == ["cpu"]
-    from mlcore.engine.optim import Scheduler, build_optimizer
-    from mlcore.sections import OneCycleSection, CosineSection
+    from mlcore.engine.optim import Schedule, build_optimizer
+
+    def schedule(section: dict, model, epochs: int, steps: int):
+        spec = mlcore.load_config({**tiny_config("x"), "scheduler": section,
+                                   "optimizer": {"name": "sgd", "lr": 0.1}})
+        opt = build_optimizer(spec.optimizer, model)
+        return opt, Schedule(spec.scheduler, opt, epochs=epochs, steps_per_epoch=steps)
 
     model = torch.nn.Linear(2, 2)
-    opt = build_optimizer(exp.config.optimizer, model)
-    sched = Scheduler(OneCycleSection("onecycle"), opt, epochs=2, steps_per_epoch=5)
+    opt, sched = schedule({"name": "onecycle"}, model, 2, 5)
     lrs = []
     for _ in range(10):
         opt.step()
         sched.step_batch()
         lrs.append(opt.param_groups[0]["lr"])
     assert max(lrs) == pytest.approx(0.1, rel=0.05) and lrs[-1] < 0.01
-    opt = build_optimizer(exp.config.optimizer, model)
-    sched = Scheduler(CosineSection("cosine", warmup_epochs=1, warmup_factor=0.2), opt, epochs=3, steps_per_epoch=4)
+    opt, sched = schedule({"name": "cosine", "warmup_epochs": 1, "warmup_factor": 0.2}, model, 3, 4)
     assert opt.param_groups[0]["lr"] == pytest.approx(0.02)
     for _ in range(2):
         sched.step_batch()
     assert opt.param_groups[0]["lr"] == pytest.approx(0.02 + 0.08 * 2 / 4)
+    with pytest.raises(MlcoreError, match="brings its own warm-up"):
+        schedule({"name": "onecycle", "warmup_epochs": 1}, model, 2, 5)
 
 
 def test_backbone_lr_mult_gives_the_backbone_its_own_group(tiny):
@@ -260,7 +265,7 @@ def test_bf16_autocast_and_channels_last_train_on_cpu(tiny, tmp_path):
 
 
 def test_compile_falls_back_with_a_warning():
-    from mlcore.engine.trainer import CompiledOrEager
+    from mlcore.engine.compiled import CompiledOrEager
 
     class Unsupported(torch.nn.Module):
         def forward(self, x):

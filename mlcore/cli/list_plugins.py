@@ -12,6 +12,8 @@ import argparse
 import json
 import sys
 
+from ..plugin import KINDS
+
 NAME = "list-plugins"
 HELP = "list installed plugins (--check: exit 1 when one is broken)"
 TAKES_CONFIG = False
@@ -20,7 +22,7 @@ TAKES_CONFIG = False
 def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--json", action="store_true", help="one JSON list of rows")
     p.add_argument("--check", action="store_true", help="show each plugin's status; exit 1 if any is not ok")
-    p.add_argument("--kind", choices=["dataset", "model", "backbone", "loss", "metric", "hook"])
+    p.add_argument("--kind", choices=KINDS)
     p.add_argument("pattern", nargs="?", default="*", help="shell-style name filter, e.g. 'resnet*'")
 
 

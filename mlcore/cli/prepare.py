@@ -29,7 +29,7 @@ def run(args: argparse.Namespace) -> int:
     from ..config import parse_set
     from ..data.stats import class_lines, split_table
     from ..errors import ConfigError
-    from ..experiment import create
+    from ..factory import create
 
     params = {}
     for item in args.overrides:

@@ -29,10 +29,8 @@ class EarlyStopping:
 
     @hookimpl
     def mlcore_state_dict(self, trainer):
-        return "early_stop", {"best": self.best, "bad_epochs": self.bad_epochs}
+        return {"best": self.best, "bad_epochs": self.bad_epochs}
 
     @hookimpl
-    def mlcore_load_state_dict(self, trainer, states):
-        state = states.get("early_stop")
-        if state:
-            self.best, self.bad_epochs = state["best"], int(state["bad_epochs"])
+    def mlcore_load_state_dict(self, trainer, state):
+        self.best, self.bad_epochs = state["best"], int(state["bad_epochs"])

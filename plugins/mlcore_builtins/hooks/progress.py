@@ -24,7 +24,7 @@ class Progress:
         if trainer.is_main and self.stream.isatty():
             from tqdm import tqdm
 
-            self.bar = tqdm(total=num_steps, desc=f"epoch {epoch + 1}/{self.epochs}", file=self.stream,
+            self.bar = tqdm(total=num_steps, desc=f"epoch {epoch}/{self.epochs}", file=self.stream,
                             leave=False, dynamic_ncols=True)
 
     @hookimpl
@@ -41,7 +41,7 @@ class Progress:
             self.bar = None
         if not trainer.is_main:
             return
-        parts = [f"epoch {epoch + 1}/{self.epochs}", f"loss {train_loss:.4f}"]
+        parts = [f"epoch {epoch}/{self.epochs}", f"loss {train_loss:.4f}"]
         parts += [f"{k} {metrics[k]:.4f}" for k in ("mAP", "topk_cf1", "threshold_of1")
                   if isinstance(metrics.get(k), float)]
         parts.append(f"lr {trainer.lr:.2e}")
