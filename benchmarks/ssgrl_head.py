@@ -32,6 +32,7 @@ def build(labels: int):
     import torch
     from torch import nn
 
+    from mlcore import LabelInfo
     from mlcore_builtins.ssgrl.model import SSGRL, adjacency
 
     class Features(nn.Module):  # stands in for ResNet-101's layer4 output
@@ -47,8 +48,8 @@ def build(labels: int):
     rng = np.random.default_rng(0)
     t = (rng.random((2000, labels)) < 3 / labels).astype(np.int64)
     words = torch.from_numpy(rng.normal(size=(labels, 300)).astype(np.float32))
-    model = SSGRL(Features(), words, adjacency(t.sum(0), t.T @ t), feature_pool=1, freeze="none",
-                  reset_gate="official")
+    info = LabelInfo.from_targets([f"c{i}" for i in range(labels)], t)
+    model = SSGRL(Features(), words, adjacency(info), feature_pool=1, reset_gate="official")
     fmap = torch.randn(8, 2048, 9, 9, requires_grad=True)
     return model, fmap
 

@@ -39,3 +39,19 @@ class LabelInfo:
     @property
     def num_classes(self) -> int:
         return len(self.classes)
+
+    def conditional_probabilities(self) -> np.ndarray:
+        """P(j | i) = cooccurrence[i, j] / counts[i]: how often label j is present in the
+        training images that carry label i — the label graph of SSGRL and ML-GCN.
+
+        A float64 C×C matrix, not symmetric (row i is conditioned on label i). A label never
+        seen in training has a zero row (nothing is known of what comes with it). The
+        diagonal is left as computed: 1 for every seen label, 0 for an unseen one; SSGRL
+        zeroes it, ML-GCN re-weights it, so each model decides.
+        """
+        counts = np.asarray(self.counts, dtype=np.float64)
+        co = np.asarray(self.cooccurrence, dtype=np.float64)
+        out = np.zeros_like(co)
+        seen = counts > 0
+        out[seen] = co[seen] / counts[seen, None]
+        return out

@@ -1,4 +1,4 @@
-"""The core knows no concrete plugin: it never imports mlcore_builtins."""
+"""Layering: the core never imports mlcore_builtins; plugins use only the public surface."""
 from __future__ import annotations
 
 import ast
@@ -35,5 +35,39 @@ def test_importing_every_core_module_loads_no_plugin():
 
 def test_importing_mlcore_is_light():
     code = "import sys, mlcore; assert 'torch' not in sys.modules and 'numpy' not in sys.modules"
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=ROOT)
+    assert proc.returncode == 0, proc.stderr
+
+
+def test_plugins_and_the_example_import_nothing_below_mlcore():
+    """Built-in plugins and the example use the public surface (``mlcore.X``) only: no
+    ``import mlcore.x``, no ``from mlcore.x import ...``, no ``mlcore.x.y`` attribute."""
+    import mlcore
+
+    below = {p.stem for p in (ROOT / "mlcore").iterdir() if p.suffix == ".py" or (p / "__init__.py").exists()}
+    below -= {"__init__", "__main__"} | set(mlcore.__all__)
+    offenders = []
+    for folder in ("plugins", "examples"):
+        for path in (ROOT / folder).rglob("*.py"):
+            for node in ast.walk(ast.parse(path.read_text())):
+                if isinstance(node, ast.Import):
+                    names = [a.name for a in node.names if a.name.startswith("mlcore.")]
+                elif isinstance(node, ast.ImportFrom) and node.level == 0 and node.module:
+                    names = [node.module] if node.module.startswith("mlcore.") else []
+                elif (isinstance(node, ast.Attribute) and isinstance(node.value, ast.Name)
+                      and node.value.id == "mlcore" and node.attr in below):
+                    names = [f"mlcore.{node.attr}"]
+                else:
+                    continue
+                offenders += [f"{path.relative_to(ROOT)}:{node.lineno}: {n}" for n in names]
+    assert offenders == []
+
+
+def test_the_light_public_names_stay_light():
+    """Plugin schemas and weight layouts may use these at import time: no torch, no numpy."""
+    code = ("import sys, mlcore\n"
+            "mlcore.WeightLayout, mlcore.label_words, mlcore.FREEZE_POLICIES, mlcore.freeze_backbone, "
+            "mlcore.cache_dir, mlcore.atomic_open, mlcore.Plugin, mlcore.MlcoreError\n"
+            "assert 'torch' not in sys.modules and 'numpy' not in sys.modules, 'heavy'\n")
     proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=ROOT)
     assert proc.returncode == 0, proc.stderr

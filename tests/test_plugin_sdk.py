@@ -13,7 +13,7 @@ import torch
 
 import mlcore
 from conftest import make_dist, run_cli, tiny_config, write_yaml
-from mlcore.errors import MlcoreError, PluginError
+from mlcore.errors import PluginError
 from mlcore.registry import Registry
 
 

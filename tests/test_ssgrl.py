@@ -1,8 +1,6 @@
 """SSGRL: the lean computation equals the official one; weights of every known layout
-load; label vectors; backbones by name; the freezing policy."""
+load; the label graph; backbones by name; the freezing policy."""
 from __future__ import annotations
-
-import os
 
 import numpy as np
 import pytest
@@ -82,16 +80,25 @@ def test_graph_adjacency_from_train_statistics(tmp_path):
     assert a[i, j].item() == pytest.approx(li.cooccurrence[i, j] / li.counts[i])
     assert torch.all(a.diagonal() == 0) and torch.all(a[-1] == 0)
     assert torch.equal(model.out_matrix, a.t())
+    p = li.conditional_probabilities()  # the shared matrix: P(j | i), diagonal as computed
+    assert p.dtype == np.float64 and p.shape == (6, 6)
+    assert np.all(p.diagonal()[:-1] == 1) and np.all(p[-1] == 0)  # the last label is never seen
+    np.fill_diagonal(p, 0)
+    assert torch.equal(a, torch.from_numpy(p).float())
 
 
 def test_freezing_policy_keeps_frozen_batchnorm_in_eval(tmp_path):
-    model = ssgrl(tmp_path).train()
+    model = ssgrl(tmp_path).train()  # SSGRL's default: all_but_last
     trainable = {n.split(".")[1] for n, p in model.named_parameters() if p.requires_grad and n.startswith("backbone")}
     assert trainable == {"layer4"}
-    assert not model.backbone.bn1.training and not model.backbone.layer3[0].bn1.training
-    assert model.backbone.layer4[0].bn1.training and model.word_semantic.training
+    frozen_bn, trained_bn = model.backbone.layer3[0].bn1, model.backbone.layer4[0].bn1
+    before = frozen_bn.running_mean.clone(), trained_bn.running_mean.clone()
     loss = model(torch.randn(2, 3, 64, 64)).sum()
     loss.backward()
+    assert not model.backbone.bn1.training and not frozen_bn.training
+    assert trained_bn.training and model.word_semantic.training
+    assert torch.equal(frozen_bn.running_mean, before[0])  # frozen: ImageNet statistics kept
+    assert not torch.equal(trained_bn.running_mean, before[1])
     assert model.backbone.conv1.weight.grad is None and model.backbone.layer4[0].conv1.weight.grad is not None
     assert all(p.requires_grad for p in ssgrl(tmp_path, freeze="none").backbone.parameters())
 
@@ -133,31 +140,3 @@ def test_seed_resnet101_layout_loads_into_the_classifier(tmp_path):
     torch.save({"network." + k: v for k, v in net.state_dict().items()}, path)
     model = mlcore.create("model", "resnet18", weights=str(path), num_classes=4)
     assert torch.equal(model.fc.weight, net.fc.weight) and torch.equal(model.backbone.conv1.weight, net.conv1.weight)
-
-
-def test_glove_text_with_multiword_labels_and_missing_words(tmp_path, monkeypatch):
-    monkeypatch.setenv("MLCORE_CACHE", str(tmp_path / "cache"))
-    from mlcore_builtins.ssgrl.embeddings import label_vectors
-
-    vocab = {"person": 1, "dog": 2, "traffic": 3, "light": 5, "dining": 7, "table": 9, "red": 11, "circle": 13,
-             "Cat": 17}
-    glove = tmp_path / "glove.txt"
-    lines = [f"{w} " + " ".join(str(v + i / 10) for i in range(4)) for w, v in vocab.items()]
-    glove.write_text("\n".join(["the 0 0 0 0", "e.g . 1 1 1 1"] + lines) + "\n")
-    vec = label_vectors(str(glove), CLASSES)
-    assert vec.shape == (6, 4)
-    assert np.allclose(vec[2], [4.0, 4.1, 4.2, 4.3])  # mean of traffic and light
-    assert np.allclose(vec[3], [8.0, 8.1, 8.2, 8.3])  # diningtable read as "dining table"
-    assert np.allclose(vec[5], [17.0, 17.1, 17.2, 17.3])  # found case-insensitively
-    w2v = tmp_path / "w2v.txt"
-    w2v.write_text("2 4\n" + "\n".join(lines[:2]) + "\n")
-    with pytest.raises(MlcoreError, match=r"lacks words of 4 label\(s\): traffic light: traffic, light"):
-        label_vectors(str(w2v), CLASSES)
-    zero = label_vectors(str(w2v), CLASSES, missing_words="zero")
-    assert np.allclose(zero[0], [1.0, 1.1, 1.2, 1.3]) and np.all(zero[2] == 0)
-    with pytest.raises(MlcoreError, match=r"has shape \(3, 2\); expected 6×d"):
-        np.save(tmp_path / "bad.npy", np.zeros((3, 2)))
-        label_vectors(str(tmp_path / "bad.npy"), CLASSES)
-    with pytest.raises(MlcoreError, match="embeddings file .* does not exist"):
-        label_vectors(str(tmp_path / "nope.txt"), CLASSES)
-    assert os.listdir(tmp_path / "cache" / "embeddings")  # the text result is cached

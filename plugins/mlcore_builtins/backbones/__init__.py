@@ -7,7 +7,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from mlcore.plugin import Plugin
+from mlcore import Plugin
 
 
 @dataclass
@@ -35,7 +35,7 @@ resnet152 = _resnet("resnet152")
 
 
 def _build_timm(cfg: BackboneConfig, variant: str | None = None):
-    from mlcore.errors import MlcoreError
+    from mlcore import MlcoreError
 
     from .timm_backbone import TimmBackbone
 

@@ -14,10 +14,11 @@ class ResNetBackbone(nn.Module):
         import torchvision
 
         net = getattr(torchvision.models, arch)(weights=None)
-        if pretrained:
-            from .weights import load_pretrained
+        if pretrained:  # a local file, read without running code from it; nothing is downloaded
+            import mlcore
 
-            load_pretrained(net, pretrained, ignore=("fc.",))
+            mlcore.load_weights(net, pretrained, ignore=("fc.",), what="pretrained weights",
+                                hint="weights of another architecture?")
         self.conv1, self.bn1, self.relu, self.maxpool = net.conv1, net.bn1, net.relu, net.maxpool
         self.layer1, self.layer2, self.layer3, self.layer4 = net.layer1, net.layer2, net.layer3, net.layer4
         self.out_dim = net.fc.in_features

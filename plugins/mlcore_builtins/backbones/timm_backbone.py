@@ -6,7 +6,7 @@ import math
 import torch
 from torch import nn
 
-from mlcore.errors import MlcoreError
+from mlcore import MlcoreError, load_weights
 
 
 class TimmBackbone(nn.Module):
@@ -21,11 +21,10 @@ class TimmBackbone(nn.Module):
             close = timm.list_models(f"*{variant[:4]}*")[:8]
             raise MlcoreError(f"unknown timm model {variant!r}" + (f"; similar: {', '.join(close)}" if close else ""))
         self.model = timm.create_model(variant, pretrained=False, num_classes=0)
-        if pretrained:
-            from .weights import load_pretrained
-
+        if pretrained:  # a local .pth/.safetensors, read without running code; nothing is downloaded
             head = tuple(f"{n}." for n in ("fc", "head", "classifier", "head.fc"))
-            load_pretrained(self.model, pretrained, ignore=head)
+            load_weights(self.model, pretrained, ignore=head, what="pretrained weights",
+                         hint="weights of another architecture?")
         self.out_dim = self.model.num_features
         self.num_prefix_tokens = getattr(self.model, "num_prefix_tokens", 0)
 

@@ -3,19 +3,22 @@ ResNet-101 baseline), and ``resnet18`` … ``resnet152`` as ready-made models of
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import Literal
 
-from mlcore.plugin import Plugin
+from mlcore import Plugin
 
 
 @dataclass
 class ClassifierConfig:
     """``backbone``: a backbone plugin name (``resnet101``, ``timm/convnext_tiny``, …);
-    ``pretrained``: local weights for it; ``dropout`` before the linear layer."""
+    ``pretrained``: local weights for it; ``dropout`` before the linear layer; ``freeze``:
+    which part of the backbone does not train (``all_but_last``: all but its last stage)."""
 
     backbone: str = field(default="resnet50", metadata={"plugin": "backbone"})
     pretrained: str | None = None
     weights: str | None = None
     dropout: float = 0.0
+    freeze: Literal["none", "all", "all_but_last"] = "none"
 
     def validate(self):
         return [] if 0 <= self.dropout < 1 else [("dropout", f"must be in [0, 1), got {self.dropout}")]
@@ -25,27 +28,28 @@ class ClassifierConfig:
 class ResNetConfig:
     """``pretrained``: local torchvision ImageNet weights for the backbone (e.g.
     ``resnet101-63fe2227.pth``); ``weights``: a whole trained model (an mlcore checkpoint,
-    or the seed's ResNet101 file)."""
+    or the seed's ResNet101 file); ``freeze``: which part of the backbone does not train
+    (``all_but_last``: all but ``layer4``, the seed's fine-tuning)."""
 
     pretrained: str | None = None
     weights: str | None = None
     dropout: float = 0.0
+    freeze: Literal["none", "all", "all_but_last"] = "none"
 
     def validate(self):
         return [] if 0 <= self.dropout < 1 else [("dropout", f"must be in [0, 1), got {self.dropout}")]
 
 
 def _make(backbone_name: str, cfg, num_classes: int):
-    from mlcore import create_backbone
+    import mlcore
 
     from .model import Classifier
 
     params = {"pretrained": cfg.pretrained} if cfg.pretrained else {}
-    model = Classifier(create_backbone(backbone_name, **params), num_classes, cfg.dropout)
+    backbone = mlcore.create_backbone(backbone_name, freeze=cfg.freeze, **params)
+    model = Classifier(backbone, num_classes, cfg.dropout)
     if cfg.weights:
-        from mlcore.engine.checkpoint import load_weights_file
-
-        load_weights_file(model, cfg.weights)
+        mlcore.load_weights(model, cfg.weights)
     return model
 
 

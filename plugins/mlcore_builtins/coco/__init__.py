@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from mlcore.plugin import Plugin
+from mlcore import Plugin
 
 
 @dataclass
@@ -24,7 +24,7 @@ class COCOConfig:
 
 
 def build(cfg: COCOConfig, split: str, transform=None):
-    from mlcore.data.index import dataset_from_index
+    from mlcore import dataset_from_index
 
     from .reader import coco_index
 

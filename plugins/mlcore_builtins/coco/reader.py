@@ -6,9 +6,7 @@ from types import SimpleNamespace
 
 import numpy as np
 
-from mlcore.data.index import LabelIndex, SplitIndex, cached_index
-from mlcore.data.jsonfile import decode
-from mlcore.errors import MlcoreError
+from mlcore import LabelIndex, MlcoreError, SplitIndex, cached_index, decode_json
 
 try:
     import msgspec
@@ -44,7 +42,7 @@ def _from_json(obj: dict):
 
 def build_split(root: str, split: str, year: int, keep_empty: bool) -> LabelIndex:
     path = annotation_path(root, split, year)
-    data = decode(path, INSTANCES, _from_json)
+    data = decode_json(path, INSTANCES, _from_json)
     classes = [c.name for c in data.categories]
     col = {c.id: j for j, c in enumerate(data.categories)}
     row = {im.id: i for i, im in enumerate(data.images)}

@@ -8,7 +8,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Literal
 
-from mlcore.plugin import Plugin
+from mlcore import Plugin
 
 
 @dataclass

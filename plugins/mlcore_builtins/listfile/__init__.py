@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from mlcore.plugin import Plugin
+from mlcore import Plugin
 
 
 @dataclass
@@ -19,7 +19,7 @@ class ListFileConfig:
 
 
 def build(cfg: ListFileConfig, split: str, transform=None):
-    from mlcore.data.index import dataset_from_index
+    from mlcore import dataset_from_index
 
     from .reader import list_index
 

@@ -3,8 +3,7 @@ from __future__ import annotations
 
 import os
 
-from mlcore.data.index import LabelIndex, SplitIndex, cached_index, targets_from_lists
-from mlcore.errors import MlcoreError
+from mlcore import LabelIndex, MlcoreError, SplitIndex, cached_index, targets_from_lists
 
 
 def read_labels(path: str) -> list[str]:

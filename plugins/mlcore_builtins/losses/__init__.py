@@ -9,14 +9,14 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Literal
 
-from mlcore.plugin import Plugin
+from mlcore import Plugin
 
 
 def _pos_weight(values, num_classes: int, what: str):
     """A per-class weight tensor from a list (one per class) or one number for all."""
     import torch
 
-    from mlcore.errors import ConfigError
+    from mlcore import ConfigError
 
     if values is None:
         return None

@@ -3,7 +3,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from mlcore.plugin import Plugin
+from mlcore import Plugin
 
 
 @dataclass

@@ -10,7 +10,7 @@ from __future__ import annotations
 import os
 from dataclasses import dataclass
 
-from mlcore.plugin import Plugin
+from mlcore import Plugin
 
 
 @dataclass
@@ -30,7 +30,7 @@ class ShapesConfig:
 
 def dataset_root(cfg: ShapesConfig) -> str:
     """Where the generated files live; generated on first call."""
-    from mlcore.cache import cache_dir
+    from mlcore import cache_dir
 
     from .generate import VERSION, generate
 
@@ -42,7 +42,7 @@ def dataset_root(cfg: ShapesConfig) -> str:
 
 
 def build(cfg: ShapesConfig, split: str, transform=None):
-    from mlcore.data.index import dataset_from_index
+    from mlcore import dataset_from_index
     from mlcore_builtins.voc2012.reader import voc_index
 
     from .generate import CLASSES

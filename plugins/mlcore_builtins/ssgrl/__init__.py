@@ -11,7 +11,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Literal
 
-from mlcore.plugin import Plugin
+from mlcore import Plugin
 
 
 @dataclass
@@ -36,23 +36,20 @@ class SSGRLConfig:
 def build(cfg: SSGRLConfig, num_classes: int, info=None):
     import torch
 
-    from mlcore.errors import MlcoreError
-    from mlcore import create_backbone
+    import mlcore
 
-    from .embeddings import label_vectors
     from .model import SSGRL, adjacency
 
     if info is None:
-        raise MlcoreError("model 'ssgrl' needs the train split's label statistics (build it through a config)")
-    words = torch.from_numpy(label_vectors(cfg.embeddings, info.classes, cfg.missing_words))
-    backbone = create_backbone(cfg.backbone, **({"pretrained": cfg.pretrained} if cfg.pretrained else {}))
-    model = SSGRL(backbone, words, adjacency(info.counts, info.cooccurrence), time_step=cfg.time_step,
-                       hidden=cfg.hidden_dim, output_dim=cfg.output_dim, feature_pool=cfg.feature_pool,
-                       reset_gate=cfg.reset_gate, freeze=cfg.freeze)
+        raise mlcore.MlcoreError("model 'ssgrl' needs the train split's label statistics "
+                                 "(build it through a config)")
+    words = torch.from_numpy(mlcore.label_vectors(cfg.embeddings, info.classes, cfg.missing_words))
+    backbone = mlcore.create_backbone(cfg.backbone, freeze=cfg.freeze,
+                                      **({"pretrained": cfg.pretrained} if cfg.pretrained else {}))
+    model = SSGRL(backbone, words, adjacency(info), time_step=cfg.time_step, hidden=cfg.hidden_dim,
+                  output_dim=cfg.output_dim, feature_pool=cfg.feature_pool, reset_gate=cfg.reset_gate)
     if cfg.weights:
-        from mlcore.engine.checkpoint import load_weights_file
-
-        load_weights_file(model, cfg.weights)
+        mlcore.load_weights(model, cfg.weights)
     return model
 
 

@@ -13,6 +13,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from mlcore import LabelInfo, WeightLayout
+
 from .attention import attention_scores
 
 
@@ -80,13 +82,18 @@ class ElementWiseLayer(nn.Module):
         return (x * self.weight).sum(2) + self.bias
 
 
-def adjacency(counts, cooccurrence) -> torch.Tensor:
-    """A[i, j] = count(i and j) / count(i), zero diagonal; a label never seen has a zero row."""
-    counts = torch.as_tensor(counts, dtype=torch.float64)
-    co = torch.as_tensor(cooccurrence, dtype=torch.float64).clone()
-    a = torch.where(counts[:, None] > 0, co / counts.clamp(min=1)[:, None], torch.zeros_like(co))
+def adjacency(info: LabelInfo) -> torch.Tensor:
+    """SSGRL's label graph: A[i, j] = P(j | i) from the train split
+    (:meth:`LabelInfo.conditional_probabilities`) with a zero diagonal; a label never
+    seen has a zero row."""
+    a = torch.from_numpy(info.conditional_probabilities())
     a.fill_diagonal_(0)
     return a.float()
+
+
+#: the official code's and the seed's checkpoints: the backbone is ``resnet_101.*``, all
+#: else has mlcore's names; they were trained with the official reset gate
+OFFICIAL_LAYOUT = WeightLayout("official SSGRL", detect="resnet_101.", rename=(("resnet_101.", "backbone."),))
 
 
 class SSGRL(nn.Module):
@@ -95,13 +102,16 @@ class SSGRL(nn.Module):
     backbone: any module with ``out_dim`` returning a feature map; ``words``: [C, word_dim]
     label vectors; ``adj``: [C, C] in-matrix. ``feature_pool``: the official 2×2 average
     pool (stride 2) on the backbone's map, skipped when the map is smaller; 1 turns it off.
-    ``freeze``: ``all_but_last`` (the seed's: only the backbone's last stage trains, frozen
-    BatchNorm layers stay in eval mode), ``none`` or ``all``.
+    Freezing the backbone is the builder's (``mlcore.create_backbone(..., freeze=...)``).
+    Weight files of the official code and of the seed load as they are
+    (:data:`OFFICIAL_LAYOUT`, through ``mlcore.load_weights``).
     """
 
+    weight_layouts = (OFFICIAL_LAYOUT,)
+
     def __init__(self, backbone: nn.Module, words: torch.Tensor, adj: torch.Tensor, *, time_step: int = 3,
-                 hidden: int = 1024, output_dim: int = 2048, feature_pool: int = 2, reset_gate: str = "paper",
-                 freeze: str = "all_but_last"):
+                 hidden: int = 1024, output_dim: int = 2048, feature_pool: int = 2,
+                 reset_gate: str = "paper"):
         super().__init__()
         num_classes, word_dim = words.shape
         dim = backbone.out_dim
@@ -115,32 +125,12 @@ class SSGRL(nn.Module):
         self.register_buffer("words", words.float(), persistent=False)
         self.register_buffer("in_matrix", adj.float(), persistent=False)
         self.register_buffer("out_matrix", adj.float().t().contiguous(), persistent=False)
-        self.freeze = freeze
-        self._frozen: list[nn.Module] = []
-        self._apply_freeze()
         # fc_3's and fc_a's biases shift every position's score alike, which the softmax
         # cancels: they can never receive a gradient, so they do not train (and DDP need
         # not look for unused parameters)
         self.word_semantic.fc_3.bias.requires_grad_(False)
         self.word_semantic.fc_a.bias.requires_grad_(False)
         self.reset_gate = reset_gate
-
-    def _apply_freeze(self) -> None:
-        if self.freeze == "none":
-            return
-        keep = self.backbone.last_stage() if self.freeze == "all_but_last" else None
-        trainable = {id(p) for p in keep.parameters()} if keep is not None else set()
-        for p in self.backbone.parameters():
-            p.requires_grad_(id(p) in trainable)
-        inside = {id(m) for m in keep.modules()} if keep is not None else set()
-        self._frozen = [m for m in self.backbone.modules()
-                        if isinstance(m, nn.modules.batchnorm._BatchNorm) and id(m) not in inside]
-
-    def train(self, mode: bool = True):
-        super().train(mode)
-        for m in self._frozen:  # frozen BatchNorm keeps its ImageNet statistics
-            m.eval()
-        return self
 
     @property
     def reset_gate(self) -> str:
@@ -152,15 +142,10 @@ class SSGRL(nn.Module):
         self.graph_net.reset_gate = value
         self.graph_net.fc_eq4_u.requires_grad_(value == "paper")
 
-    def remap_state_dict(self, state: dict) -> dict:
-        """Checkpoints of the official code and of the seed name the backbone
-        ``resnet_101.*`` (all else matches); they were trained with the official reset
-        gate, which is switched on when such a file is loaded."""
-        if not any(k.startswith("resnet_101.") for k in state):
-            return state
-        self.reset_gate = "official"
-        return {("backbone." + k[len("resnet_101."):] if k.startswith("resnet_101.") else k): v
-                for k, v in state.items()}
+    def weights_loaded(self, layout: WeightLayout | None) -> None:
+        """Files of the official layout were trained with the official reset gate: use it."""
+        if layout == OFFICIAL_LAYOUT:
+            self.reset_gate = "official"
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         fmap = self.backbone(x)

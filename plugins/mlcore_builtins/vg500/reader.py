@@ -13,9 +13,7 @@ import random
 from collections import Counter
 from types import SimpleNamespace
 
-from mlcore.data.index import LabelIndex, SplitIndex, cached_index, targets_from_lists
-from mlcore.data.jsonfile import decode
-from mlcore.errors import MlcoreError
+from mlcore import LabelIndex, MlcoreError, SplitIndex, cached_index, decode_json, targets_from_lists
 
 IMAGE_DIRS = ("VG_100K", "VG_100K_2")
 
@@ -60,7 +58,7 @@ def _read_list(path: str, known: dict[int, int]) -> list[int]:
 def build_index(root: str, num_classes: int, seed: int, train_fraction: float,
                 train_list: str | None, val_list: str | None) -> LabelIndex:
     path = os.path.join(root, "objects.json")
-    data = decode(path, IMAGES, _from_json)
+    data = decode_json(path, IMAGES, _from_json)
     if not isinstance(data, list):
         raise MlcoreError(f"annotation file {path!r} should hold a list of images")
     counter = Counter(o.names[0] for e in data for o in e.objects if o.names)

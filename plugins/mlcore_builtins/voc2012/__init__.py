@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from mlcore.plugin import Plugin
+from mlcore import Plugin
 
 
 @dataclass
@@ -20,7 +20,7 @@ class VOC2012Config:
 
 
 def build(cfg: VOC2012Config, split: str, transform=None):
-    from mlcore.data.index import dataset_from_index
+    from mlcore import dataset_from_index
 
     from .reader import VOC_CLASSES, voc_index
 

@@ -6,8 +6,7 @@ import os
 import xml.etree.ElementTree as ET
 from collections.abc import Sequence
 
-from mlcore.data.index import LabelIndex, SplitIndex, cached_index, targets_from_lists
-from mlcore.errors import MlcoreError
+from mlcore import LabelIndex, MlcoreError, SplitIndex, cached_index, targets_from_lists
 
 VOC_CLASSES = [
     "aeroplane", "bicycle", "bird", "boat", "bottle", "bus", "car", "cat", "chair", "cow",
