@@ -226,7 +226,7 @@ def test_the_seed_recipes_load_given_data(tmp_path):
         cfg = exp.config
         assert (cfg.data.scale_size, cfg.data.crop_size, cfg.data.train_crops) == (640, 576, [640, 576, 512, 384, 320])
         assert (cfg.optimizer.name, cfg.optimizer.cfg.lr, cfg.train.batch_size) == ("adam", 1e-5, 32)
-        assert (cfg.scheduler.name, cfg.scheduler.patience) == ("plateau", 2)
+        assert (cfg.scheduler.name, cfg.scheduler.cfg.patience) == ("plateau", 2)
         assert next(h for h in cfg.hooks if h.name == "early_stop").cfg.patience == 5
         assert len(exp.classes) == classes and len(exp.train_set) > 0 and len(exp.val_set) > 0
         assert exp.model.fc.out_features == classes
