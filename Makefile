@@ -2,6 +2,7 @@
 # make demo    — train and evaluate a small model on the generated `shapes` set
 # make demo-ssgrl — the same with SSGRL's head
 # make test    — the test suite
+# make fuzz    — the config fuzzing tests with a large budget (random examples each run)
 # make bench   — benchmarks (ratios against a baseline measured in the same run; the first
 #                run writes ~1 GB of synthetic annotations to the cache and the SSGRL
 #                baseline needs ~17 GB of memory)
@@ -10,7 +11,7 @@ VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 
-.PHONY: install demo demo-ssgrl test bench clean
+.PHONY: install demo demo-ssgrl test fuzz bench clean
 
 install: $(STAMP)
 
@@ -31,6 +32,9 @@ demo-ssgrl: install
 
 test: install
 	$(PY) -m pytest -q
+
+fuzz: install
+	HYPOTHESIS_PROFILE=fuzz $(PY) -m pytest -q tests/test_config_fuzz.py
 
 bench: install
 	@for f in benchmarks/*.py; do echo "== $$f"; $(PY) $$f || exit 1; done

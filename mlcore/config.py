@@ -240,8 +240,11 @@ def compose(source: str | os.PathLike | dict, overrides: Iterable[str] = ()) -> 
 
 
 def load_config(source: "str | os.PathLike | dict | Config", overrides: Iterable[str] = (),
-                registry: Registry | None = None) -> Config:
-    """Compose and check a config; raise one ConfigError listing every problem."""
+                registry: Registry | None = None, *, check_files: bool = False) -> Config:
+    """Compose and check a config; raise one ConfigError listing every problem.
+
+    ``check_files``: also require the local files and folders it names to exist (see
+    :func:`mlcore.config_check.check_config`)."""
     if isinstance(source, Config):
         if list(overrides):
             raise ConfigError("--set cannot be applied to an already checked Config; pass a path or dict")
@@ -249,7 +252,7 @@ def load_config(source: "str | os.PathLike | dict | Config", overrides: Iterable
     from .config_check import check_config
 
     data, sources, path = compose(source, overrides)
-    return check_config(data, sources, path, registry or default_registry())
+    return check_config(data, sources, path, registry or default_registry(), files=check_files)
 
 
 __all__ = ["Config", "PluginSpec", "load_config", "compose", "parse_set", "read_yaml", "merge"]

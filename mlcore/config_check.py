@@ -42,15 +42,23 @@ DEFAULTS: dict[str, Any] = {
 }
 
 
-def check_config(data: dict, sources: dict[str, str], path: str | None, registry: Registry) -> Config:
+def check_config(data: dict, sources: dict[str, str], path: str | None, registry: Registry,
+                 files: bool = False) -> Config:
     """The checked :class:`Config` of a composed mapping, or one ConfigError listing
-    every problem (``sources`` maps YAML paths to the file that set them)."""
-    return _Checker(data, sources, path, registry).run()
+    every problem (``sources`` maps YAML paths to the file that set them).
+
+    With ``files``, the local files and folders the config names (plugin keys marked
+    ``field(metadata={"path": "file"})`` or ``{"path": "dir"}``) must exist too — what
+    ``mlcore check`` adds to the checks every command makes.
+    """
+    return _Checker(data, sources, path, registry, files).run()
 
 
 class _Checker:
-    def __init__(self, data: dict, sources: dict[str, str], path: str | None, registry: Registry):
+    def __init__(self, data: dict, sources: dict[str, str], path: str | None, registry: Registry,
+                 files: bool = False):
         self.data, self.sources, self.path, self.registry = data, sources, path, registry
+        self.files = files
         self.main_file = path or "<dict>"
         self.problems = Problems(self.locate)
         self.full = merge(DEFAULTS, data)
@@ -113,7 +121,9 @@ class _Checker:
         return PluginSpec(kind, name, plugin, cfg, where, common_cfg, rec.distribution if rec else "")
 
     def _check_references(self, cfg: Any, where: str) -> None:
-        """Fields marked ``metadata={"plugin": kind}`` name another plugin: check it exists."""
+        """Fields marked ``metadata={"plugin": kind}`` name another plugin: check it exists.
+        With ``files``, fields marked ``metadata={"path": "file" | "dir"}`` name a local
+        file or folder: check it is there."""
         for f in dataclasses.fields(cfg):
             kind = f.metadata.get("plugin")
             value = getattr(cfg, f.name)
@@ -122,6 +132,11 @@ class _Checker:
                     self.registry.get(kind, value)
                 except PluginError as exc:
                     self.problems.add(f"{where}.{f.name}", str(exc))
+            wanted = f.metadata.get("path")
+            if self.files and wanted and isinstance(value, str):
+                problem = _path_problem(value, wanted)
+                if problem:
+                    self.problems.add(f"{where}.{f.name}", problem)
 
     def _metrics(self) -> list[PluginSpec]:
         value = self.full["metrics"]
@@ -163,12 +178,29 @@ class _Checker:
         return hooks, disabled
 
     def _output_dir(self) -> str:
+        output_dir = self._output_dir_value()
+        if self.files and isinstance(output_dir, str) and os.path.exists(output_dir) and not os.path.isdir(output_dir):
+            self.problems.add("output_dir", f"{output_dir!r} is a file, not a folder")
+        return output_dir
+
+    def _output_dir_value(self) -> str:
         output_dir = self.full.get("output_dir")
         if output_dir is None:
             return os.path.join("runs", Path(self.path).stem if self.path else "default")
         if not isinstance(output_dir, str) or not output_dir:
             self.problems.add("output_dir", f"expected a folder path, got {output_dir!r}")
         return output_dir
+
+
+def _path_problem(value: str, wanted: str) -> str | None:
+    """Why ``value`` is not an existing file (``wanted == "file"``) or folder, or None."""
+    if wanted == "dir":
+        if os.path.isdir(value):
+            return None
+        return f"{value!r} is a file, not a folder" if os.path.exists(value) else f"folder {value!r} does not exist"
+    if os.path.isfile(value):
+        return None
+    return f"{value!r} is a folder, not a file" if os.path.exists(value) else f"file {value!r} does not exist"
 
 
 __all__ = ["check_config", "CORE_SECTIONS", "DEFAULTS"]

@@ -1,7 +1,9 @@
 """Checking a config mapping against a dataclass schema, collecting every problem.
 
 A plugin's schema is a dataclass: field names are the allowed keys, fields without a
-default are required, annotations are the types. ``check`` reports unknown keys (with a
+default are required, annotations are the types. A ``float`` is a finite number: NaN and
+±inf (YAML's ``.nan``, ``.inf``, or ``1e999``) are refused everywhere; a field that means
+to allow them says so with an ``Any`` annotation and its own ``validate()``. ``check`` reports unknown keys (with a
 "did you mean"), missing keys and wrong types, each with its YAML path, and returns the
 dataclass instance. It imports nothing heavy, so a config is checked before torch loads.
 """
@@ -9,6 +11,7 @@ from __future__ import annotations
 
 import dataclasses
 import inspect
+import math
 import re
 import types
 import typing
@@ -57,7 +60,11 @@ def _value_problem(value: Any, tp: Any) -> str | None:
     origin = typing.get_origin(tp)
     args = typing.get_args(tp)
     if origin in (Union, types.UnionType):
-        return None if any(_value_problem(value, a) is None for a in args) else f"expected {_type_name(tp)}"
+        problems = [_value_problem(value, a) for a in args]
+        if any(p is None for p in problems):
+            return None
+        near = [p for p in problems if p == "expected a finite number"]  # a number, but NaN or ±inf
+        return near[0] if near else f"expected {_type_name(tp)}"
     if origin is Literal:
         return None if value in args else f"expected {_type_name(tp)}"
     if origin in (list, tuple):
@@ -77,6 +84,8 @@ def _value_problem(value: Any, tp: Any) -> str | None:
         return None if isinstance(value, bool) else "expected true or false"
     if tp is float:
         ok = isinstance(value, (int, float)) and not isinstance(value, bool) or _numeric_text(value)
+        if ok and not math.isfinite(float(value)):
+            return "expected a finite number"
         return None if ok else "expected a number"
     if tp is int:
         ok = isinstance(value, int) and not isinstance(value, bool)

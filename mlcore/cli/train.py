@@ -14,26 +14,47 @@ HELP = "train a model from a config"
 TAKES_CONFIG = True
 
 
+def positive_int(text: str) -> int:
+    """argparse type: an integer >= 1."""
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a whole number of processes, got {text!r}") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be >= 1, got {value}")
+    return value
+
+
 def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--resume", action="store_true", help="continue from output_dir/checkpoints/last.pt")
-    p.add_argument("--nproc", type=int, metavar="N",
+    p.add_argument("--nproc", type=positive_int, metavar="N",
                    help="train on N processes of this machine: runs torchrun --standalone --nproc_per_node N")
+
+
+def torchrun_command(args: argparse.Namespace) -> list[str]:
+    """The command that trains the same config on ``args.nproc`` processes of this machine."""
+    import sys
+
+    rest = ["train", args.config] + (["--set", *args.overrides] if args.overrides else [])
+    rest += ["--resume"] * args.resume + ["--debug"] * args.debug
+    return [sys.executable, "-m", "torch.distributed.run", "--standalone", f"--nproc_per_node={args.nproc}",
+            "-m", "mlcore", *rest]
 
 
 def run(args: argparse.Namespace) -> int:
     import os
     import sys
 
-    if args.nproc and args.nproc > 1 and "WORLD_SIZE" not in os.environ:
-        argv = sys.argv[1:]
-        i = argv.index("--nproc")
-        rest = argv[:i] + argv[i + 2:]
-        cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", f"--nproc_per_node={args.nproc}",
-               "-m", "mlcore", *rest]
-        os.execv(sys.executable, cmd)  # torchrun takes over this process
-    from ..experiment import build
+    from ..config import load_config
+    from ..experiment import Experiment
 
-    exp = build(args.config, args.overrides)
+    config = load_config(args.config, args.overrides)  # checked once, before any process is started
+    if args.nproc and args.nproc > 1 and "WORLD_SIZE" not in os.environ:
+        cmd = torchrun_command(args)
+        sys.stdout.flush()
+        sys.stderr.flush()
+        os.execv(cmd[0], cmd)  # torchrun takes over this process
+    exp = Experiment(config)
     summary = exp.fit(resume=args.resume)
     if int(os.environ.get("RANK", "0")) != 0:
         return 0

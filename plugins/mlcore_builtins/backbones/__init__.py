@@ -5,7 +5,7 @@ Each maps images ``[B,3,H,W]`` to a feature map ``[B,D,h,w]`` and has ``out_dim`
 """
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from mlcore import Plugin
 
@@ -14,7 +14,7 @@ from mlcore import Plugin
 class BackboneConfig:
     """``pretrained``: a local weights file (torchvision/timm ``.pth`` or ``.safetensors``)."""
 
-    pretrained: str | None = None
+    pretrained: str | None = field(default=None, metadata={"path": "file"})
 
 
 def _resnet(arch: str) -> Plugin:

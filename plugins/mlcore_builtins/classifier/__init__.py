@@ -15,8 +15,8 @@ class ClassifierConfig:
     which part of the backbone does not train (``all_but_last``: all but its last stage)."""
 
     backbone: str = field(default="resnet50", metadata={"plugin": "backbone"})
-    pretrained: str | None = None
-    weights: str | None = None
+    pretrained: str | None = field(default=None, metadata={"path": "file"})
+    weights: str | None = field(default=None, metadata={"path": "file"})
     dropout: float = 0.0
     freeze: Literal["none", "all", "all_but_last"] = "none"
 
@@ -31,8 +31,8 @@ class ResNetConfig:
     or the seed's ResNet101 file); ``freeze``: which part of the backbone does not train
     (``all_but_last``: all but ``layer4``, the seed's fine-tuning)."""
 
-    pretrained: str | None = None
-    weights: str | None = None
+    pretrained: str | None = field(default=None, metadata={"path": "file"})
+    weights: str | None = field(default=None, metadata={"path": "file"})
     dropout: float = 0.0
     freeze: Literal["none", "all", "all_but_last"] = "none"
 

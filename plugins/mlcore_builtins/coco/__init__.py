@@ -8,14 +8,14 @@ of the file's ``categories`` list (the non-contiguous category ids are mapped).
 """
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from mlcore import Plugin
 
 
 @dataclass
 class COCOConfig:
-    root: str
+    root: str = field(metadata={"path": "dir"})
     year: int = 2014
     keep_empty: bool = False
 

@@ -6,16 +6,16 @@ Relative image paths start at ``image_root`` (default: ``root``).
 """
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from mlcore import Plugin
 
 
 @dataclass
 class ListFileConfig:
-    root: str
+    root: str = field(metadata={"path": "dir"})
     label_file: str = "label.txt"
-    image_root: str | None = None
+    image_root: str | None = field(default=None, metadata={"path": "dir"})
 
 
 def build(cfg: ListFileConfig, split: str, transform=None):

@@ -16,10 +16,10 @@ from mlcore import Plugin
 
 @dataclass
 class SSGRLConfig:
-    embeddings: str
+    embeddings: str = field(metadata={"path": "file"})
     backbone: str = field(default="resnet101", metadata={"plugin": "backbone"})
-    pretrained: str | None = None
-    weights: str | None = None
+    pretrained: str | None = field(default=None, metadata={"path": "file"})
+    weights: str | None = field(default=None, metadata={"path": "file"})
     missing_words: Literal["error", "zero"] = "error"
     time_step: int = 3
     hidden_dim: int = 1024

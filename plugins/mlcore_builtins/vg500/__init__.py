@@ -6,16 +6,16 @@ replace the seed's random 80/20 split when given.
 """
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from mlcore import Plugin
 
 
 @dataclass
 class VG500Config:
-    root: str
-    train_list: str | None = None
-    val_list: str | None = None
+    root: str = field(metadata={"path": "dir"})
+    train_list: str | None = field(default=None, metadata={"path": "file"})
+    val_list: str | None = field(default=None, metadata={"path": "file"})
 
 
 def build(cfg: VG500Config, split: str, transform=None):

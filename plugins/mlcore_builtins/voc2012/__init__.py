@@ -7,7 +7,7 @@ difficult stays, with no positive label). Classes: the 20 VOC names, alphabetica
 """
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from mlcore import Plugin
 
@@ -16,7 +16,7 @@ from mlcore import Plugin
 class VOC2012Config:
     """``root``: a VOC2012 folder holding ``Annotations/``, ``JPEGImages/``, ``ImageSets/Main/``."""
 
-    root: str
+    root: str = field(metadata={"path": "dir"})
 
 
 def build(cfg: VOC2012Config, split: str, transform=None):
