@@ -89,6 +89,8 @@ def _value_problem(value: Any, tp: Any) -> str | None:
         return None if ok else "expected a number"
     if tp is int:
         ok = isinstance(value, int) and not isinstance(value, bool)
+        if ok and not -2**63 <= value < 2**63:  # what torch and numpy can hold
+            return "expected an integer of at most 19 digits"
         return None if ok else "expected an integer"
     if tp is str:
         return None if isinstance(value, str) else "expected a string"

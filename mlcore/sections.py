@@ -12,6 +12,11 @@ from typing import Literal
 
 IMAGENET_MEAN = [0.485, 0.456, 0.406]
 IMAGENET_STD = [0.229, 0.224, 0.225]
+#: sanity bounds: beyond them a value is a typo, not a setting (a 10⁹-pixel side, a
+#: million data-loading processes, a collective timeout that overflows a timedelta)
+MAX_SIDE = 16384
+MAX_WORKERS = 256
+MAX_TIMEOUT = 1e7
 
 
 def _positive(obj, *names: str) -> list[tuple[str, str]]:
@@ -53,6 +58,8 @@ class DataSection:
 
     def validate(self):
         out = _positive(self, "scale_size", "crop_size")
+        if self.scale_size > MAX_SIDE:
+            out.append(("scale_size", f"must be <= {MAX_SIDE} pixels, got {self.scale_size}"))
         if not 0 <= self.cutout < 1:
             out.append(("cutout", f"must be a fraction in [0, 1), got {self.cutout}"))
         if self.crop_size > self.scale_size:
@@ -116,6 +123,10 @@ class TrainSection:
                + _non_negative(self, "num_workers", "checkpoint_every"))
         if self.ema is not None and not 0 < self.ema < 1:
             out.append(("ema", f"must be a decay in (0, 1), got {self.ema}"))
+        if self.num_workers > MAX_WORKERS:
+            out.append(("num_workers", f"must be <= {MAX_WORKERS} (processes of this machine), got {self.num_workers}"))
+        if self.dist_timeout > MAX_TIMEOUT:
+            out.append(("dist_timeout", f"must be <= {MAX_TIMEOUT:g} seconds, got {self.dist_timeout:g}"))
         return out + _positive(self, "dist_timeout")
 
 

@@ -109,3 +109,12 @@ def test_the_best_epochs_metrics_survive_a_resume_without_improvement(tmp_path):
     result = json.loads((tmp_path / "run" / "result.json").read_text())
     assert result["best_epoch"] == 1 and result["mAP"] == pytest.approx(first["mAP"])
     assert result["ap_list"] == pytest.approx(first["ap_list"], nan_ok=True)
+
+
+def test_huge_numbers_are_refused_before_they_reach_torch(capsys, cfg):
+    clean_error(capsys, ["check", cfg, "--set", "train.seed=100000000000000000000"],
+                "train.seed: expected an integer of at most 19 digits")
+    clean_error(capsys, ["check", cfg, "--set", "data.scale_size=1000000000", "data.crop_size=32"],
+                "data.scale_size: must be <= 16384")
+    clean_error(capsys, ["check", cfg, "--set", "train.num_workers=1000000"], "train.num_workers: must be <= 256")
+    clean_error(capsys, ["check", cfg, "--set", "train.dist_timeout=1e300"], "train.dist_timeout: must be <=")
