@@ -12,9 +12,21 @@ from pathlib import Path
 from typing import Any, Iterable
 
 from .config import Config, load_config
-from .errors import MlcoreError
+from .errors import MlcoreError, PluginError
 from .labels import LabelInfo
 from .registry import Registry
+
+
+def _built(what: str, spec, **context: Any) -> Any:
+    """``spec``'s plugin instantiated with ``context``. A plugin's own MlcoreError passes
+    through unchanged; any other exception becomes a PluginError naming the plugin
+    (``what``: e.g. "loss 'bce' failed to build"), with the original chained."""
+    try:
+        return spec.plugin.instantiate(spec.cfg, **context)
+    except MlcoreError:
+        raise
+    except Exception as exc:
+        raise PluginError(f"{what}: {type(exc).__name__}: {exc}") from exc
 
 
 class Experiment:
@@ -43,8 +55,9 @@ class Experiment:
         transform = (TrainTransform(d.scale_size, d.crop_size, d.train_crops, d.hflip, d.randaugment, d.cutout)
                      if train else self.eval_transform)
         spec = self.config.dataset
-        ds = spec.plugin.instantiate(spec.cfg, split=split, transform=transform)
-        for attr in ("classes", "images", "targets"):
+        ds = _built(f"dataset '{spec.name}' failed to build the {split!r} split", spec,
+                    split=split, transform=transform)
+        for attr in ("classes", "images", "targets", "__len__", "__getitem__"):
             if not hasattr(ds, attr):
                 raise MlcoreError(f"dataset '{spec.name}' gave an object without '{attr}' for split {split!r}")
         if len(ds) == 0:
@@ -70,7 +83,13 @@ class Experiment:
     @cached_property
     def label_info(self) -> LabelInfo:
         """Label statistics of the train split only (never validation labels)."""
-        return LabelInfo.from_targets(self.classes, self.train_set.targets)
+        classes, targets = self.classes, self.train_set.targets
+        try:
+            return LabelInfo.from_targets(classes, targets)
+        except Exception as exc:
+            raise PluginError(f"dataset '{self.config.dataset.name}': the targets of split "
+                              f"{self.config.data.train_split!r} are unusable: "
+                              f"{type(exc).__name__}: {exc}") from exc
 
     @cached_property
     def device(self):
@@ -87,23 +106,21 @@ class Experiment:
     @cached_property
     def model(self):
         spec = self.config.model
-        try:
-            model = spec.plugin.instantiate(spec.cfg, num_classes=len(self.classes), info=self.label_info)
-        except MlcoreError:
-            raise
-        except Exception as exc:
-            raise MlcoreError(f"model '{spec.name}' failed to build: {type(exc).__name__}: {exc}") from exc
+        classes, info = self.classes, self.label_info  # a dataset's failure is the dataset's, not the model's
+        model = _built(f"model '{spec.name}' failed to build", spec, num_classes=len(classes), info=info)
         return model.to(self.device)
 
     @cached_property
     def loss(self):
         spec = self.config.loss
-        return spec.plugin.instantiate(spec.cfg, num_classes=len(self.classes), info=self.label_info)
+        classes, info = self.classes, self.label_info
+        return _built(f"loss '{spec.name}' failed to build", spec, num_classes=len(classes), info=info)
 
     @property
     def metrics(self) -> list:
         """Fresh metric instances, one per ``metrics`` entry."""
-        return [m.plugin.instantiate(m.cfg, num_classes=len(self.classes), classes=self.classes)
+        classes = self.classes
+        return [_built(f"metric '{m.name}' failed to build", m, num_classes=len(classes), classes=classes)
                 for m in self.config.metrics]
 
     # -- actions -----------------------------------------------------------------------------
@@ -164,8 +181,9 @@ class Experiment:
     def predict(self, images: Any, batch_size: int = 32):
         """N×C probabilities for image paths, PIL images, or a uint8 [N,3,H,W] batch.
 
-        Paths and PIL images go through the evaluation transform of ``data``; a uint8
-        batch is used as it is (resize it yourself).
+        Paths and PIL images (any mode: see ``mlcore.data.images``) go through the
+        evaluation transform of ``data``; a uint8 batch is used as it is (resize it
+        yourself). No image (an empty list or batch) gives a 0×C result.
         """
         import torch
 
@@ -180,8 +198,15 @@ class Experiment:
             if isinstance(images, (str, os.PathLike)) or hasattr(images, "convert"):
                 images = [images]
             tf = self.eval_transform
-            batch = torch.stack([tf(pil_to_tensor(im) if hasattr(im, "convert") else read_image(im))
-                                 for im in images])
+            tensors = []
+            for im in images:
+                if not isinstance(im, (str, os.PathLike)) and not hasattr(im, "convert"):
+                    raise MlcoreError(f"predict takes image paths, PIL images or a uint8 [N,3,H,W] batch, "
+                                      f"got a {type(im).__name__} among the images")
+                tensors.append(tf(pil_to_tensor(im) if hasattr(im, "convert") else read_image(im)))
+            if not tensors:
+                return torch.zeros(0, len(self.classes))
+            batch = torch.stack(tensors)
         self.model.eval()
         out = []
         with torch.inference_mode():

@@ -1,4 +1,5 @@
-"""A base for datasets that are a list of image files with an N×C 0/1 target matrix."""
+"""A base for datasets that are a list of image files with an N×C target matrix
+(1 positive, 0 negative, -1 unknown)."""
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
@@ -19,7 +20,9 @@ class ImageListDataset(torch.utils.data.Dataset):
 
     def __init__(self, images: Sequence[str], targets: np.ndarray, classes: Sequence[str],
                  transform: Callable | None = None, default_transform: Callable | None = None):
-        targets = np.asarray(targets, dtype=np.uint8)
+        targets = np.asarray(targets)
+        # 1 positive, 0 negative, -1 unknown (partial labels): int8 keeps the -1
+        targets = targets.astype(np.int8 if targets.size and targets.min() < 0 else np.uint8, copy=False)
         if targets.shape != (len(images), len(classes)):
             raise ValueError(f"targets must be {len(images)}×{len(classes)}, got {targets.shape}")
         self.images = list(images)

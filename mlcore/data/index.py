@@ -72,28 +72,62 @@ def save(index: LabelIndex, path: str) -> None:
         np.savez(f, **arrays)
 
 
+class DamagedIndexError(ValueError):
+    """A cache file that is not a label index as ``save`` writes it."""
+
+
 def load(path: str) -> LabelIndex:
-    with np.load(path, allow_pickle=False) as z:
-        classes = z["classes"].tolist()
-        splits = {}
-        for key in z.files:
-            if key.startswith("images/"):
-                name = key.split("/", 1)[1]
-                n, c = z[f"shape/{name}"].tolist()
-                targets = np.unpackbits(z[f"targets/{name}"], axis=1, count=c)
-                splits[name] = SplitIndex(z[key].tolist(), targets)
+    """The index ``save`` wrote to ``path``. Raises OSError when the file cannot be read,
+    and DamagedIndexError (or whatever the npz reader raises: BadZipFile, EOFError, …)
+    when its content is not an intact index; every array's dtype and shape is checked."""
+    def check(ok: bool, what: str) -> None:
+        if not ok:
+            raise DamagedIndexError(what)
+
+    with open(path, "rb") as f:
+        head = f.read(4)
+        check(head == b"PK\x03\x04", f"not an npz (zip) archive: it starts with {head!r}")
+        f.seek(0)
+        z = np.load(f, allow_pickle=False)
+        check(isinstance(z, np.lib.npyio.NpzFile), "not an npz archive")
+        with z:
+            names = z["classes"]
+            check(names.ndim == 1 and names.dtype.kind == "U", f"classes: {names.dtype} {names.shape}")
+            classes = names.tolist()
+            split_names = sorted(k.split("/", 1)[1] for k in z.files if k.startswith("images/"))
+            expected = {"classes"} | {f"{a}/{n}" for a in ("images", "targets", "shape") for n in split_names}
+            check(bool(split_names) and set(z.files) == expected,
+                  f"holds the arrays {sorted(z.files)}, not classes and images/targets/shape of each split")
+            splits = {}
+            for name in split_names:
+                images, packed, shape = z[f"images/{name}"], z[f"targets/{name}"], z[f"shape/{name}"]
+                check(images.ndim == 1 and images.dtype.kind == "U",
+                      f"images/{name}: {images.dtype} {images.shape}")
+                check(shape.shape == (2,) and shape.dtype.kind in "iu",
+                      f"shape/{name}: {shape.dtype} {shape.shape}")
+                n, c = shape.tolist()
+                check(n == len(images) and c == len(classes),
+                      f"shape/{name} is {n}×{c} for {len(images)} images and {len(classes)} classes")
+                check(packed.dtype == np.uint8 and packed.shape == (n, (c + 7) // 8),
+                      f"targets/{name} is {packed.dtype} {packed.shape}, not the packed bits of {n}×{c}")
+                splits[name] = SplitIndex(images.tolist(), np.unpackbits(packed, axis=1, count=c))
     return LabelIndex(classes, splits)
 
 
 def cached_index(kind: str, params: dict, sources: Sequence[str], build: Callable[[], LabelIndex]) -> LabelIndex:
     """The index of ``kind`` with ``params`` over ``sources``: from the cache, or built
-    by ``build()`` and stored. A damaged cache file is rebuilt, never trusted."""
+    by ``build()`` and stored. The cache is derived data, never trusted: a file that
+    cannot be read back whole (truncated, random bytes, a bad CRC, missing or mis-shaped
+    arrays, unreadable) is rebuilt and overwritten, with a warning naming it."""
     path = os.path.join(cache_dir(), "index", f"{kind}-{cache_key(kind, params, sources)}.npz")
     if os.path.isfile(path):
         try:
             return load(path)
-        except (OSError, ValueError, KeyError, EOFError):
-            pass  # damaged (e.g. a crash before the rename on a filesystem without atomicity): rebuild
+        except Exception as exc:  # whatever the damage, the dataset's own files are the truth
+            # e.g. a crash before the rename on a filesystem without atomicity, a copy cut
+            # short, a full disk, another program's file
+            warnings.warn(f"damaged {kind} label index in the cache, {path!r} ({type(exc).__name__}: {exc}); "
+                          f"it is rebuilt from the dataset's files", stacklevel=2)
     index = build()
     try:
         save(index, path)

@@ -94,7 +94,8 @@ class SampleReader(torch.utils.data.Dataset):
                 return image, target, bad, index
             except BadImageError as exc:
                 bad = bad or exc.path
-        raise BadImageError(bad, "it and the 15 samples after it could not be read")
+        tried = min(n, 16)
+        raise BadImageError(bad, "it could not be read" + (f", nor the {tried - 1} sample(s) after it" if tried > 1 else ""))
 
 
 def make_loader(dataset, *, batch_size: int, num_workers: int, seed: int, shuffle: bool,

@@ -17,10 +17,19 @@ from __future__ import annotations
 import torch
 
 
-def average_precision(scores: torch.Tensor, targets: torch.Tensor, interpolated: bool = True) -> torch.Tensor:
-    """AP of each column: ``scores``, ``targets`` are N×C; returns C float64 values."""
+def average_precision(scores: torch.Tensor, targets: torch.Tensor, interpolated: bool = True,
+                      known: torch.Tensor | None = None) -> torch.Tensor:
+    """AP of each column: ``scores``, ``targets`` are N×C; returns C float64 values (NaN
+    for a column without a positive, and so for every column when N is 0).
+
+    ``known`` (N×C bool) leaves out the entries where it is False (unknown labels): they
+    are ranked below every positive, where they change no precision.
+    """
     n, c = scores.shape
     pos = (targets > 0).t()
+    if known is not None:
+        pos = pos & known.t()
+        scores = scores.float().masked_fill(~known, float("-inf"))
     npos = pos.sum(1)
     pmax = int(npos.max()) if n else 0
     if pmax == 0:

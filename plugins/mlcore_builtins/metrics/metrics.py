@@ -1,7 +1,14 @@
 """The ``map`` and ``prf`` metrics: accumulate probabilities and targets, score at the end.
 
 Both keep the scores of the evaluated samples only (N×C); ``compute()`` works on all of
-them at once, vectorised in torch.
+them at once, vectorised in torch. Targets are 1 (positive), 0 (negative) or -1
+(unknown); an unknown entry is skipped: it counts neither as a positive nor as a
+negative, nor as a prediction.
+
+Nothing evaluated (no sample — an empty split, or ``compute()`` before any
+``update()`` — or no known target entry at all) is not an error: every mean and rate is
+NaN (``null`` in result files), per-label lists are all ``None``, and counts are zero or
+cover every label.
 """
 from __future__ import annotations
 
@@ -22,27 +29,41 @@ class _Accumulator:
         self._targets: list[torch.Tensor] = []
 
     def update(self, scores: torch.Tensor, targets: torch.Tensor) -> None:
-        """Add a batch: ``scores`` are probabilities [B,C], ``targets`` 0/1 [B,C]."""
-        if scores.shape != targets.shape or scores.shape[-1] != self.num_classes:
+        """Add a batch: ``scores`` are probabilities [B,C], ``targets`` [B,C] with 1
+        positive, 0 negative and -1 (any negative value) unknown."""
+        if scores.shape != targets.shape or scores.ndim != 2 or scores.shape[-1] != self.num_classes:
             raise ValueError(f"expected scores and targets of shape [B, {self.num_classes}], "
                              f"got {tuple(scores.shape)} and {tuple(targets.shape)}")
+        t = targets.detach()
         self._scores.append(scores.detach().float().cpu())
-        self._targets.append((targets.detach() > 0).float().cpu())
+        self._targets.append(((t > 0).float() - (t < 0).float()).cpu())
 
     def _all(self) -> tuple[torch.Tensor, torch.Tensor]:
-        """All scores and 0/1 float targets so far, N×C (concatenated once, then kept)."""
+        """All scores and targets (1, 0, -1 as floats) so far, N×C (concatenated once, then kept)."""
         if not self._scores:
             return torch.zeros(0, self.num_classes), torch.zeros(0, self.num_classes)
         if len(self._scores) > 1:
             self._scores, self._targets = [torch.cat(self._scores)], [torch.cat(self._targets)]
         return self._scores[0], self._targets[0]
 
+    @staticmethod
+    def _known(targets: torch.Tensor) -> torch.Tensor | None:
+        """The mask of known entries, or None when every entry is known (the fast path)."""
+        unknown = targets < 0
+        return ~unknown if bool(unknown.any()) else None
+
 
 class MeanAP(_Accumulator):
     """``mAP`` (mean over labels that have a positive), ``ap_list`` (one per label, None for
     a label without positives), ``num_labels_without_positives``, and the other
     convention's mean too (``mAP_noninterp``, or ``mAP_interp`` when
-    ``interpolated: false``)."""
+    ``interpolated: false``).
+
+    Unknown (-1) entries are left out of their label's ranking. With nothing evaluated
+    (no sample, or no known entry) every label is without positives: ``mAP`` and the
+    other mean are NaN, ``ap_list`` is all ``None``, ``num_labels_without_positives`` is
+    the number of labels.
+    """
 
     def __init__(self, num_classes: int, interpolated: bool = True):
         self.interpolated = interpolated
@@ -50,8 +71,9 @@ class MeanAP(_Accumulator):
 
     def compute(self) -> dict:
         scores, targets = self._all()
-        ap = average_precision(scores, targets, self.interpolated)
-        other = average_precision(scores, targets, not self.interpolated)
+        known = self._known(targets)
+        ap = average_precision(scores, targets, self.interpolated, known=known)
+        other = average_precision(scores, targets, not self.interpolated, known=known)
         valid = ~torch.isnan(ap)
 
         def mean(x: torch.Tensor) -> float:
@@ -62,55 +84,87 @@ class MeanAP(_Accumulator):
                 ("mAP_noninterp" if self.interpolated else "mAP_interp"): mean(other)}
 
 
-def _ratio(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
-    """a / b, with 0 where b is 0 (no prediction or no ground truth: nothing to credit)."""
-    return torch.where(b > 0, a / b.clamp(min=1), torch.zeros_like(a))
+def _ratio(a: torch.Tensor, b: torch.Tensor, zero_division: float) -> torch.Tensor:
+    """a / b, with ``zero_division`` where b is 0 (then a is 0 too: nothing predicted, or
+    nothing to find)."""
+    return torch.where(b > 0, a / b.clamp(min=1), torch.full_like(a, float(zero_division)))
 
 
 def _f1(p: float, r: float) -> float:
+    if math.isnan(p) or math.isnan(r):
+        return math.nan
     return 2 * p * r / (p + r) if p + r > 0 else 0.0
 
 
-def prf_from_counts(nc: torch.Tensor, np_: torch.Tensor, ng: torch.Tensor) -> dict:
+PRF_KEYS = ("cp", "cr", "cf1", "op", "or", "of1")
+
+
+def prf_from_counts(nc: torch.Tensor, np_: torch.Tensor, ng: torch.Tensor, zero_division: float = 0) -> dict:
     """CP, CR, CF1, OP, OR, OF1 from per-class counts (the seed's definitions).
 
     Per class c: Nc correct, Np predicted, Ng ground truth. CP = mean_c Nc/Np,
-    CR = mean_c Nc/Ng, OP = ΣNc/ΣNp, OR = ΣNc/ΣNg, F1s from those; a 0/0 counts as 0.
+    CR = mean_c Nc/Ng, OP = ΣNc/ΣNp, OR = ΣNc/ΣNg, CF1 = 2·CP·CR/(CP+CR), OF1 likewise.
+    A 0/0 (a class never predicted, a class never present; nothing predicted or nothing
+    present at all for OP/OR) counts as ``zero_division`` (0 or 1, scikit-learn's name);
+    an F1 of P = R = 0 is 0. Without any class every value is NaN.
     """
+    if nc.numel() == 0:
+        return dict.fromkeys(PRF_KEYS, math.nan)
     nc, np_, ng = nc.double(), np_.double(), ng.double()
-    cp = float(_ratio(nc, np_).mean()) if nc.numel() else 0.0
-    cr = float(_ratio(nc, ng).mean()) if nc.numel() else 0.0
-    op = float(_ratio(nc.sum(), np_.sum()))
-    orr = float(_ratio(nc.sum(), ng.sum()))
+    cp = float(_ratio(nc, np_, zero_division).mean())
+    cr = float(_ratio(nc, ng, zero_division).mean())
+    op = float(_ratio(nc.sum(), np_.sum(), zero_division))
+    orr = float(_ratio(nc.sum(), ng.sum(), zero_division))
     return {"cp": cp, "cr": cr, "cf1": _f1(cp, cr), "op": op, "or": orr, "of1": _f1(op, orr)}
 
 
-def prf(pred: torch.Tensor, targets: torch.Tensor) -> dict:
-    """CP, CR, CF1, OP, OR, OF1 of N×C 0/1 predictions against 0/1 targets."""
-    pred, targets = (pred > 0).float(), (targets > 0).float()
-    return prf_from_counts((pred * targets).sum(0), pred.sum(0), targets.sum(0))
+def prf(pred: torch.Tensor, targets: torch.Tensor, zero_division: float = 0) -> dict:
+    """CP, CR, CF1, OP, OR, OF1 of N×C 0/1 predictions against targets (1, 0, -1 unknown:
+    an unknown entry is neither counted as a prediction nor as ground truth)."""
+    known = (targets >= 0).double()
+    pred, pos = (pred > 0).double() * known, (targets > 0).double()
+    return prf_from_counts((pred * pos).sum(0), pred.sum(0), pos.sum(0), zero_division)
 
 
 class PrecisionRecallF1(_Accumulator):
     """The seed's CP/CR/CF1/OP/OR/OF1 for the ``topk`` labels of each image
     (``topk_*``) and for probabilities above ``threshold`` (``threshold_*``; ``>`` as
-    the seed compares)."""
+    the seed compares).
 
-    def __init__(self, num_classes: int, topk: int = 3, threshold: float = 0.5):
-        self.topk, self.threshold = topk, threshold
+    ``zero_division`` (0 or 1) is what a 0/0 counts: the precision of a class never
+    predicted, the recall of a class never present (and OP/OR when nothing at all is
+    predicted/present). 0 (default) credits nothing; 1 reproduces the seed's CP and CR,
+    which clamp every count to machine epsilon before dividing (eps/eps = 1).
+
+    The top-k labels are chosen among all labels; an unknown (-1) entry among them, or
+    above the threshold, is then not counted (neither predicted nor ground truth).
+    With nothing evaluated (no sample — an empty split, ``compute()`` before
+    ``update()`` — or no known target entry) every value is NaN.
+    """
+
+    def __init__(self, num_classes: int, topk: int = 3, threshold: float = 0.5, zero_division: float = 0):
+        self.topk, self.threshold, self.zero_division = topk, threshold, zero_division
         super().__init__(num_classes)
 
     def compute(self) -> dict:
         scores, targets = self._all()
         c = self.num_classes
-        ng = targets.sum(0)
+        known = self._known(targets)  # None: all known
+        if targets.numel() == 0 or (known is not None and not bool(known.any())):
+            return {f"{kind}_{k}": math.nan for kind in ("topk", "threshold") for k in PRF_KEYS}
+        known = None if known is None else known.float()
+        pos = targets if known is None else targets.clamp(min=0)  # float 0/1 (float sums are the fast ones)
+        ng = pos.sum(0)
         # top-k: count from the k chosen columns of each row only
-        idx = scores.topk(min(self.topk, c), dim=1).indices.flatten()
-        hit = torch.gather(targets, 1, idx.view(len(scores), -1)).flatten()
-        np_top = torch.bincount(idx, minlength=c)
-        nc_top = torch.zeros(c).index_add_(0, idx, hit)
-        out = {f"topk_{k}": v for k, v in prf_from_counts(nc_top, np_top, ng).items()}
+        idx = scores.topk(min(self.topk, c), dim=1).indices
+        flat = idx.flatten()
+        np_weights = None if known is None else torch.gather(known, 1, idx).flatten()
+        np_top = torch.bincount(flat, np_weights, minlength=c)
+        nc_top = torch.bincount(flat, torch.gather(pos, 1, idx).flatten(), minlength=c)
+        out = {f"topk_{k}": v for k, v in prf_from_counts(nc_top, np_top, ng, self.zero_division).items()}
         above = (scores > self.threshold).float()
-        out.update({f"threshold_{k}": v
-                    for k, v in prf_from_counts((above * targets).sum(0), above.sum(0), ng).items()})
+        if known is not None:
+            above *= known
+        out.update({f"threshold_{k}": v for k, v in
+                    prf_from_counts((above * pos).sum(0), above.sum(0), ng, self.zero_division).items()})
         return out
