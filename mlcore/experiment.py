@@ -14,19 +14,12 @@ from typing import Any, Iterable
 from .config import Config, load_config
 from .errors import MlcoreError, PluginError
 from .labels import LabelInfo
+from .plugin import build_named
 from .registry import Registry
 
 
 def _built(what: str, spec, **context: Any) -> Any:
-    """``spec``'s plugin instantiated with ``context``. A plugin's own MlcoreError passes
-    through unchanged; any other exception becomes a PluginError naming the plugin
-    (``what``: e.g. "loss 'bce' failed to build"), with the original chained."""
-    try:
-        return spec.plugin.instantiate(spec.cfg, **context)
-    except MlcoreError:
-        raise
-    except Exception as exc:
-        raise PluginError(f"{what}: {type(exc).__name__}: {exc}") from exc
+    return build_named(spec.plugin, spec.cfg, what, **context)
 
 
 class Experiment:

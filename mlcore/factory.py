@@ -11,7 +11,7 @@ from __future__ import annotations
 from typing import Any
 
 from . import schema as schema_mod
-from .plugin import CONTEXT
+from .plugin import CONTEXT, build_named
 from .problems import Problems
 from .registry import default_registry
 
@@ -36,7 +36,7 @@ def create(kind: str, name: str, **params: Any) -> Any:
         context["variant"] = name.split("/", 1)[1]
     if kind in ("model", "loss"):
         context.setdefault("info", None)
-    return plugin.instantiate(cfg, **context)
+    return build_named(plugin, cfg, f"{kind} '{name}' failed to build", **context)
 
 
 def create_backbone(spec: str, *, freeze: str = "none", **params: Any) -> Any:

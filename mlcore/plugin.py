@@ -65,6 +65,20 @@ class Plugin:
         return self.build(cfg, **accepted(self.build, context))
 
 
+def build_named(plugin: "Plugin", cfg: Any, what: str, **context: Any) -> Any:
+    """``plugin.instantiate(cfg, **context)``, its failures attributed to it: a plugin's own
+    MlcoreError passes through unchanged; any other exception becomes a PluginError
+    saying ``what`` failed (e.g. "loss 'bce' failed to build"), the original chained."""
+    from .errors import MlcoreError, PluginError
+
+    try:
+        return plugin.instantiate(cfg, **context)
+    except MlcoreError:
+        raise
+    except Exception as exc:
+        raise PluginError(f"{what}: {type(exc).__name__}: {exc}") from exc
+
+
 def accepted(fn: Callable, context: dict) -> dict:
     """The items of ``context`` whose names ``fn`` takes (all of them for ``**kwargs``)."""
     try:

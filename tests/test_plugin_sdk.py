@@ -270,3 +270,21 @@ def test_plugin_sdk_names_are_importable_from_mlcore():
     assert {r.name for r in mlcore.list_plugins("optimizer")} >= {"adam", "adamw", "sgd", "rmsprop"}
     assert {r.name for r in mlcore.list_plugins("scheduler")} >= {"plateau", "step", "cosine", "onecycle", "none"}
     assert os.environ.get("MLCORE_DISABLE_PLUGINS") is None
+
+
+def test_optimizer_and_scheduler_build_errors_name_their_plugin(tmp_path):
+    def broken_opt(params, lr: float = 0.1):
+        raise TypeError("no optimizer today")
+
+    def broken_sched(optimizer):
+        raise KeyError("no schedule today")
+
+    reg = Registry()
+    reg.register("optimizer", "broken_opt", broken_opt)
+    reg.register("scheduler", "broken_sched", broken_sched)
+    with pytest.raises(PluginError, match="optimizer 'broken_opt' failed to build: TypeError: no optimizer today"):
+        mlcore.build(tiny_config(tmp_path / "a", optimizer="broken_opt"), registry=reg).fit()
+    with pytest.raises(PluginError, match="scheduler 'broken_sched' failed to build: KeyError"):
+        mlcore.build(tiny_config(tmp_path / "b", scheduler="broken_sched"), registry=reg).fit()
+    with pytest.raises(PluginError, match="optimizer 'sgd' failed to build"):
+        mlcore.create("optimizer", "sgd", params="not parameters")

@@ -13,6 +13,7 @@ from typing import Any
 import torch
 
 from ..errors import MlcoreError
+from ..plugin import build_named
 
 
 def param_groups(model: torch.nn.Module, split_backbone: bool) -> tuple[list[dict], int | None]:
@@ -32,7 +33,7 @@ def build_optimizer(spec: Any, model: torch.nn.Module) -> torch.optim.Optimizer:
     """The optimizer plugin's optimizer over ``model``'s parameter groups."""
     mult = spec.common.backbone_lr_mult if spec.common is not None else 1.0
     groups, backbone = param_groups(model, mult != 1.0)
-    optimizer = spec.plugin.instantiate(spec.cfg, params=groups)
+    optimizer = build_named(spec.plugin, spec.cfg, f"optimizer '{spec.name}' failed to build", params=groups)
     if not isinstance(optimizer, torch.optim.Optimizer):
         raise MlcoreError(f"optimizer '{spec.name}' gave a {type(optimizer).__name__}, not a torch.optim.Optimizer")
     if backbone is not None:
@@ -58,8 +59,9 @@ class Schedule:
         self.base_lrs = [g["lr"] for g in optimizer.param_groups]
         self.steps = 0
         self.epochs_done = 0
-        self.inner = spec.plugin.instantiate(spec.cfg, optimizer=optimizer, epochs=max(1, epochs - self.warmup_epochs),
-                                             steps_per_epoch=steps_per_epoch)
+        self.inner = build_named(spec.plugin, spec.cfg, f"scheduler '{spec.name}' failed to build",
+                                 optimizer=optimizer, epochs=max(1, epochs - self.warmup_epochs),
+                                 steps_per_epoch=steps_per_epoch)
         if self.inner is not None and not callable(getattr(self.inner, "step", None)):
             raise MlcoreError(f"scheduler '{spec.name}' gave a {type(self.inner).__name__}, which has no step()")
         self.interval = getattr(self.inner, "interval", "epoch")
