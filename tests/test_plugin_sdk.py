@@ -288,3 +288,22 @@ def test_optimizer_and_scheduler_build_errors_name_their_plugin(tmp_path):
         mlcore.build(tiny_config(tmp_path / "b", scheduler="broken_sched"), registry=reg).fit()
     with pytest.raises(PluginError, match="optimizer 'sgd' failed to build"):
         mlcore.create("optimizer", "sgd", params="not parameters")
+
+
+def test_multistep_counts_its_milestones_from_the_end_of_the_warm_up(tmp_path):
+    from mlcore.engine.optim import Schedule, build_optimizer
+
+    cfg = mlcore.load_config({**tiny_config("x"), "optimizer": {"name": "sgd", "lr": 0.1},
+                              "scheduler": {"name": "multistep", "milestones": [3, 8], "warmup_epochs": 2}})
+    opt = build_optimizer(cfg.optimizer, torch.nn.Linear(2, 2))
+    sched = Schedule(cfg.scheduler, opt, epochs=12, steps_per_epoch=1)
+    lrs = []
+    for _ in range(12):
+        opt.step()
+        sched.step_batch()
+        sched.step_epoch({})
+        lrs.append(opt.param_groups[0]["lr"])
+    # drops after epochs 5 and 10, as an official StepLR(5) stepped from the first epoch
+    assert lrs == pytest.approx([0.0505] + [0.1] * 3 + [0.01] * 5 + [0.001] * 3)  # epoch 1: mid-warm-up
+    with pytest.raises(mlcore.ConfigError, match="scheduler.milestones: must be increasing"):
+        mlcore.load_config({**tiny_config("x"), "scheduler": {"name": "multistep", "milestones": [5, 3]}})

@@ -1,4 +1,4 @@
-"""Learning-rate schedulers: the seed's plateau, step, cosine, one-cycle, and none.
+"""Learning-rate schedulers: the seed's plateau, step, multistep, cosine, one-cycle, none.
 
 Each build receives the ``optimizer``, the ``epochs`` the schedule spans (those after
 the framework's warm-up) and ``steps_per_epoch`` (optimizer steps), and returns a torch
@@ -43,6 +43,21 @@ class StepConfig:
 
     def validate(self):
         return [(k, f"must be > 0, got {getattr(self, k)}") for k in ("step_size", "gamma") if getattr(self, k) <= 0]
+
+
+@dataclass
+class MultiStepConfig:
+    """Multiply the lr by ``gamma`` after each epoch listed in ``milestones`` (counted, like
+    every per-epoch schedule, from the end of the warm-up)."""
+
+    milestones: list[int]
+    gamma: float = 0.1
+
+    def validate(self):
+        out = [("gamma", f"must be > 0, got {self.gamma}")] if self.gamma <= 0 else []
+        if any(m < 1 for m in self.milestones) or sorted(set(self.milestones)) != list(self.milestones):
+            out.append(("milestones", f"must be increasing epoch counts >= 1, got {self.milestones}"))
+        return out
 
 
 @dataclass
@@ -95,6 +110,12 @@ def _step(cfg: StepConfig, optimizer):
     return StepLR(optimizer, step_size=cfg.step_size, gamma=cfg.gamma)
 
 
+def _multistep(cfg: MultiStepConfig, optimizer):
+    from torch.optim.lr_scheduler import MultiStepLR
+
+    return MultiStepLR(optimizer, milestones=list(cfg.milestones), gamma=cfg.gamma)
+
+
 def _cosine(cfg: CosineConfig, optimizer, epochs: int):
     from torch.optim.lr_scheduler import CosineAnnealingLR
 
@@ -119,6 +140,8 @@ def _none(cfg: NoSettings):
 plateau = Plugin("scheduler", "plateau", "reduce the lr when a validation metric stops improving (the seed's)",
                  PlateauConfig, _plateau)
 step = Plugin("scheduler", "step", "multiply the lr by gamma every step_size epochs", StepConfig, _step)
+multistep = Plugin("scheduler", "multistep", "multiply the lr by gamma after each listed epoch", MultiStepConfig,
+                   _multistep)
 cosine = Plugin("scheduler", "cosine", "cosine annealing of the lr over the epochs", CosineConfig, _cosine)
 onecycle = Plugin("scheduler", "onecycle", "one-cycle lr policy, stepped every optimizer step", OneCycleConfig,
                   _onecycle)
