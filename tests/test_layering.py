@@ -71,3 +71,20 @@ def test_the_light_public_names_stay_light():
             "assert 'torch' not in sys.modules and 'numpy' not in sys.modules, 'heavy'\n")
     proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=ROOT)
     assert proc.returncode == 0, proc.stderr
+
+
+def test_no_plugin_object_shares_its_name_with_a_submodule():
+    """Importing ``pkg.x`` sets the attribute ``x`` of ``pkg`` to that submodule: a plugin
+    object ``pkg:x`` beside a module ``pkg/x.py`` is replaced by the module once the
+    plugin has been built, and a second registry would then load the module instead."""
+    import importlib.metadata as md
+
+    offenders = []
+    for ep in md.distribution("mlcore").entry_points:
+        if not ep.group.startswith("mlcore.") or ":" not in ep.value:
+            continue
+        module, attr = ep.value.split(":")
+        folder = ROOT / "plugins" / module.replace(".", "/")
+        if (folder / f"{attr}.py").exists() or (folder / attr / "__init__.py").exists():
+            offenders.append(ep.value)
+    assert offenders == []

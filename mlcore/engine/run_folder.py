@@ -2,7 +2,8 @@
 
 ``config.yaml`` (the resolved config), ``environment.json`` (versions, device),
 ``metrics.jsonl`` (one line per validation) and ``checkpoints/``. Only the main process
-writes here (under torchrun every rank holds the same state).
+writes here (under torchrun every rank holds the same state), and only while it holds
+``.lock`` (:mod:`mlcore.engine.run_lock`): one run per folder.
 """
 from __future__ import annotations
 
@@ -12,6 +13,7 @@ from pathlib import Path
 
 from ..errors import MlcoreError
 from ..files import write_text
+from .run_lock import RunLock
 
 
 class RunFolder:
@@ -19,6 +21,7 @@ class RunFolder:
         self.root = Path(output_dir)
         self.checkpoints = self.root / "checkpoints"
         self.metrics_file = self.root / "metrics.jsonl"
+        self.lock = RunLock(self.root)  # taken by the trainer's main process before anything is written
 
     @property
     def last(self) -> Path:

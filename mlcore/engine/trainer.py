@@ -94,6 +94,10 @@ class Trainer:
 
     # -- the run -------------------------------------------------------------------------
     def fit(self, resume: bool = False) -> dict:
+        with contextlib.closing(self.folder.lock):  # the run lock (_setup) goes however fit ends
+            return self._fit(resume)
+
+    def _fit(self, resume: bool) -> dict:
         self._setup(resume)
         hooks, tc = self.hooks, self.config.train
         reason = "error"
@@ -122,6 +126,8 @@ class Trainer:
         self.folder.check_usable()
         self.dist = d = setup(tc.dist_timeout)
         self.is_main = d.is_main
+        if d.is_main:  # one run per folder, taken before anything there is read or written
+            self.folder.lock.acquire()  # (the other ranks write nothing)
         if self.device.type == "cuda" and self.device.index is None:  # this rank's GPU, by index
             self.device = exp.device = torch.device("cuda", torch.cuda.current_device())
         if tc.amp == "fp16" and self.device.type != "cuda":

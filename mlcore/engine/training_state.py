@@ -4,7 +4,9 @@
 the optimizer, the schedule, the gradient scaler, a stateful loss, each hook plugin's
 own state, every RNG state, and the run's :class:`Progress`. ``best.pt`` holds the
 model, its EMA and the metadata only. Every checkpoint carries the class names, the
-model's name and the resolved config, so it explains itself.
+model's name and the resolved config, so it explains itself, and ends with a checksum
+(:mod:`mlcore.engine.checkpoint`) that every load verifies: a ``last.pt`` damaged on disk
+stops ``--resume`` with a message saying whether ``best.pt`` beside it is intact.
 """
 from __future__ import annotations
 
@@ -14,7 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from ..errors import MlcoreError
-from ..weights import load_state, safe_load
+from ..weights import load_state, safe_load, verify_checkpoint
 from .checkpoint import FORMAT, VERSION, atomic_save, rng_state, set_rng_state
 
 
@@ -99,7 +101,10 @@ class TrainingState:
         """Continue from ``path`` (a ``last.pt``), exactly where it was written."""
         t = self.trainer
         exp = t.experiment
-        ckpt = safe_load(path)
+        try:
+            ckpt = safe_load(path)  # verified against its checksum
+        except MlcoreError as exc:
+            raise MlcoreError(f"cannot resume: {exc}.\n{what_is_left(Path(path), t.config.path)}") from None
         if not isinstance(ckpt, dict) or ckpt.get("format") != FORMAT or "optimizer" not in ckpt:
             raise MlcoreError(f"{str(path)!r} is not a resumable mlcore checkpoint")
         if list(ckpt["classes"]) != list(exp.classes):
@@ -120,3 +125,26 @@ class TrainingState:
         if ckpt.get("loss") is not None and hasattr(exp.loss, "load_state_dict"):
             exp.loss.load_state_dict(ckpt["loss"])
         set_rng_state(ckpt["rng"])
+
+
+def what_is_left(last: Path, config: Any = None) -> str:
+    """What a run whose ``last.pt`` cannot be read still has: whether ``best.pt`` beside
+    it is intact (its checksum verified), damaged too, or missing. ``config``: the config
+    file, for the command that evaluates ``best.pt``."""
+    best = last.with_name("best.pt")
+    if not best.is_file():
+        return (f"There is no {str(best)!r} either: nothing of this run can be used; "
+                f"train again without --resume")
+    try:
+        verified = verify_checkpoint(best)
+        if not verified:  # written before checksums: reading it whole is the check left
+            safe_load(best)
+    except MlcoreError as exc:
+        return f"{str(best)!r} beside it is damaged too ({exc}); train again without --resume"
+    state = ("is intact (its checksum matches)" if verified
+             else "reads correctly (it predates checksums, so it could not be verified)")
+    evaluate = f"mlcore evaluate {config or 'CONFIG'} --checkpoint {best}"
+    return (f"{str(best)!r} beside it {state}: it holds the best epoch's model weights but no optimizer "
+            f"state, so training cannot continue from it; evaluate it with `{evaluate}`, or start a new run "
+            f"from its weights (model.weights) — copy it out of this folder first, since training here "
+            f"without --resume overwrites it")

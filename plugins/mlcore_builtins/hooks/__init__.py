@@ -32,19 +32,19 @@ class NoSettings:
 
 
 def _early_stop(cfg: EarlyStopConfig):
-    from .early_stop import EarlyStopping
+    from .early_stopping import EarlyStopping
 
     return EarlyStopping(cfg.monitor, cfg.patience, cfg.min_delta, cfg.mode)
 
 
 def _tensorboard(cfg: NoSettings):
-    from .tensorboard import TensorBoardLogger
+    from .tensorboard_logger import TensorBoardLogger
 
     return TensorBoardLogger()
 
 
 def _progress(cfg: NoSettings):
-    from .progress import Progress
+    from .progress_display import Progress
 
     return Progress()
 
