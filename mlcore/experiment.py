@@ -100,7 +100,11 @@ class Experiment:
     def model(self):
         spec = self.config.model
         classes, info = self.classes, self.label_info  # a dataset's failure is the dataset's, not the model's
-        model = _built(f"model '{spec.name}' failed to build", spec, num_classes=len(classes), info=info)
+        import torch
+
+        with torch.random.fork_rng(devices=[]):  # the initialization follows train.seed, and only it:
+            torch.manual_seed(self.config.train.seed)  # the same weights in a fresh process or the 5th build
+            model = _built(f"model '{spec.name}' failed to build", spec, num_classes=len(classes), info=info)
         return model.to(self.device)
 
     @cached_property
@@ -168,7 +172,8 @@ class Experiment:
         scores, metrics = infer(self.model, ds, device=self.device, normalize=self.normalizer,
                                 batch_size=tc.eval_batch_size or tc.batch_size, num_workers=tc.num_workers,
                                 metrics=self.metrics, skip_bad=self.config.data.on_bad_image == "skip",
-                                dist=setup(tc.dist_timeout), autocast=partial(autocast, tc.amp, self.device))
+                                dist=setup(tc.dist_timeout, self.device),
+                                autocast=partial(autocast, tc.amp, self.device))
         return (metrics, scores) if return_scores else metrics
 
     def predict(self, images: Any, batch_size: int = 32):

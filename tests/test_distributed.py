@@ -23,7 +23,7 @@ def torchrun(*args, env=None, timeout=300):
 def config(tmp_path, **train):
     cfg = tiny_config(tmp_path / "run", dataset={"name": "shapes", "num_train": 40, "num_val": 13,
                                                  "image_size": 32, "seed": 3})
-    cfg["train"].update({"epochs": 1, "batch_size": 4, **train})
+    cfg["train"].update({"epochs": 1, "batch_size": 4, "device": "cpu", **train})  # gloo, on a GPU machine too
     cfg["tensorboard"] = False
     return write_yaml(tmp_path / "c.yaml", cfg)
 
@@ -101,3 +101,17 @@ def test_two_rank_run_interrupted_mid_epoch_resumes_exactly(tmp_path):
     b = torch.load(tmp_path / "b/checkpoints/last.pt", weights_only=True)["model"]
     for k in a:
         assert torch.equal(a[k], b[k]), k
+
+
+def test_a_cuda_run_needs_a_gpu_per_process(monkeypatch):
+    import pytest
+    import torch
+
+    from mlcore.engine.distributed import check_gpus_for
+    from mlcore.errors import ConfigError
+
+    check_gpus_for(8, torch.device("cpu"))  # gloo ranks share the CPU
+    monkeypatch.setattr(torch.cuda, "device_count", lambda: 1)
+    check_gpus_for(1, torch.device("cuda"))
+    with pytest.raises(ConfigError, match=r"--nproc: 2 processes need a GPU each, but 1 CUDA device\(s\)"):
+        check_gpus_for(2, torch.device("cuda"))

@@ -173,6 +173,18 @@ def test_create_checks_params_like_a_config():
     assert bb(torch.zeros(1, 3, 64, 64)).shape == (1, bb.out_dim, 2, 2)
 
 
+def test_the_initial_weights_follow_train_seed_alone(tmp_path):
+    def initial(seed):
+        cfg = tiny_config(tmp_path / "run", train={**tiny_config("x")["train"], "seed": seed})
+        return mlcore.build(cfg).model.state_dict()
+
+    first = initial(0)
+    torch.rand(1000)  # whatever ran before in this process
+    again, other = initial(0), initial(1)
+    assert all(torch.equal(first[k], again[k]) for k in first)
+    assert not torch.equal(first["fc.weight"], other["fc.weight"])
+
+
 def test_result_json_is_strict_json(tiny, tmp_path):
     from mlcore.cli.report import write_json
 

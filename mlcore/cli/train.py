@@ -50,6 +50,10 @@ def run(args: argparse.Namespace) -> int:
 
     config = load_config(args.config, args.overrides)  # checked once, before any process is started
     if args.nproc and args.nproc > 1 and "WORLD_SIZE" not in os.environ:
+        from ..engine.device import select_device
+        from ..engine.distributed import check_gpus_for
+
+        check_gpus_for(args.nproc, select_device(config.train.device))
         cmd = torchrun_command(args)
         sys.stdout.flush()
         sys.stderr.flush()

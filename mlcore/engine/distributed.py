@@ -11,6 +11,8 @@ from dataclasses import dataclass
 import torch
 import torch.distributed as dist
 
+from ..errors import ConfigError
+
 
 @dataclass(frozen=True)
 class Dist:
@@ -29,18 +31,32 @@ class Dist:
         return self.world > 1
 
 
-def setup(timeout_s: float) -> Dist:
-    """Join the process group torchrun describes (``WORLD_SIZE`` > 1), once."""
+def setup(timeout_s: float, device: torch.device) -> Dist:
+    """Join the process group torchrun describes (``WORLD_SIZE`` > 1), once.
+
+    The backend follows the run's device, not the machine: NCCL with one GPU per local
+    rank when ``device`` is CUDA, gloo otherwise (``train.device: cpu`` on a GPU machine
+    trains on the CPU, ranks and all). More local ranks than GPUs is a config error.
+    """
     world = int(os.environ.get("WORLD_SIZE", "1"))
     if world <= 1:
         return Dist()
     rank, local = int(os.environ["RANK"]), int(os.environ.get("LOCAL_RANK", "0"))
     if not dist.is_initialized():
-        backend = "nccl" if torch.cuda.is_available() else "gloo"
+        backend = "nccl" if device.type == "cuda" else "gloo"
         if backend == "nccl":
+            check_gpus_for(local + 1, device)
             torch.cuda.set_device(local)
         dist.init_process_group(backend, timeout=datetime.timedelta(seconds=timeout_s))
     return Dist(rank, world, local)
+
+
+def check_gpus_for(processes: int, device: torch.device) -> None:
+    """A CUDA run needs a GPU for each of this machine's ``processes`` (NCCL shares none)."""
+    visible = torch.cuda.device_count() if device.type == "cuda" else processes
+    if processes > visible:
+        raise ConfigError(f"--nproc: {processes} processes need a GPU each, but {visible} CUDA device(s) "
+                          f"are visible here; start at most {visible}, or set train.device: cpu")
 
 
 def gather_rows(indices: torch.Tensor, rows: list[torch.Tensor], n: int, d: Dist) -> list[torch.Tensor]:

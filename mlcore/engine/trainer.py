@@ -124,7 +124,7 @@ class Trainer:
             raise MlcoreError(f"nothing to resume: {str(self.folder.last)!r} does not exist "
                               f"(run without --resume to start training)")
         self.folder.check_usable()
-        self.dist = d = setup(tc.dist_timeout)
+        self.dist = d = setup(tc.dist_timeout, self.device)
         self.is_main = d.is_main
         if d.is_main:  # one run per folder, taken before anything there is read or written
             self.folder.lock.acquire()  # (the other ranks write nothing)
