@@ -67,8 +67,9 @@ class LossRecorder:
 
 def test_compiled_training_on_cuda_follows_eager_training(tmp_path):
     # This tiny BatchNorm network magnifies rounding within a few steps (on the CPU,
-    # oneDNN's channels-last convolutions alone move step 5's loss by 6 %): the first
-    # steps must agree closely, the later ones stay finite and near.
+    # oneDNN's channels-last convolutions alone move step 5's loss by 6 %; on an H200 the
+    # TF32 convolutions, chosen differently once compiled, move step 2's by 0.2 %): the
+    # first steps must agree closely, the later ones stay finite and near.
     losses = {}
     for compile_ in (False, True):
         reg = Registry()
@@ -81,7 +82,7 @@ def test_compiled_training_on_cuda_follows_eager_training(tmp_path):
         losses[compile_] = np.array(LossRecorder.losses)
     eager, compiled = losses[False], losses[True]
     assert len(eager) == len(compiled) == 5 and np.isfinite(compiled).all()
-    assert np.allclose(eager[:2], compiled[:2], rtol=1e-4), (eager, compiled)
+    assert np.allclose(eager[:2], compiled[:2], rtol=1e-2), (eager, compiled)
     assert np.allclose(eager, compiled, rtol=0.1), (eager, compiled)
 
 
