@@ -33,7 +33,7 @@ import os
 import pickle
 import re
 import struct
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
@@ -65,12 +65,15 @@ class WeightLayout:
     rename: ordered ``(source prefix, target prefix)`` pairs; the first pair whose source
         prefix a key starts with renames it, a key matching none is kept as it is.
     drop: source key prefixes left out (parts of the file the model has no place for).
+    optional: key suffixes the file may lack; the model keeps its own value for those
+        (``".num_batches_tracked"``: files written before BatchNorm counted its batches).
     """
 
     name: str
     detect: str
     rename: tuple[tuple[str, str], ...]
     drop: tuple[str, ...] = ()
+    optional: tuple[str, ...] = ()
 
     def __post_init__(self) -> None:
         if not self.detect:
@@ -414,14 +417,18 @@ class ArchiveDigest:
 
 def load_weights(module: torch.nn.Module, source: str | os.PathLike | Mapping[str, Any], *,
                  layouts: tuple[WeightLayout, ...] | None = None, ignore: tuple[str, ...] = (),
-                 what: str = "checkpoint", hint: str = DEFAULT_HINT) -> WeightLayout | None:
+                 what: str = "checkpoint", hint: str = DEFAULT_HINT,
+                 classes: Sequence[str] | None = None,
+                 file_classes: str | os.PathLike | Sequence[str] | None = None) -> WeightLayout | None:
     """Load a weights file (or a loaded state dict) into ``module``, strictly.
 
     ``layouts`` (default: the module's ``weight_layouts``): the first whose ``matches``
-    is true renames the keys first. Then every key must fit (see :func:`load_state`;
-    ``ignore`` prefixes are left out on both sides). Last, the module's
-    ``weights_loaded(layout)``, when it has one, is told the layout read (None: its own).
-    Returns that layout.
+    is true renames the keys first. With ``file_classes`` — the file's label names in
+    its output order, or a text file of them (one per line: a model's ``weights_classes``)
+    — the per-class tensors are put in the order of ``classes``, the model's (see
+    :func:`reorder_classes`). Then every key must fit (see :func:`load_state`; ``ignore``
+    prefixes are left out on both sides). Last, the module's ``weights_loaded(layout)``,
+    when it has one, is told the layout read (None: its own). Returns that layout.
     """
     if isinstance(source, Mapping):
         name = "<state dict>"
@@ -429,7 +436,70 @@ def load_weights(module: torch.nn.Module, source: str | os.PathLike | Mapping[st
     else:
         name = os.fspath(source)
         state = state_dict_of(_read_file(name, what), name)
-    return _load(module, state, name, layouts=layouts, ignore=ignore, what=what, hint=hint)
+    order = None
+    if file_classes is not None:
+        if classes is None:
+            raise MlcoreError("weights_classes: the model's own label names are needed to reorder the "
+                              "weights' labels, and none were given")
+        order = (file_classes, list(classes))
+    return _load(module, state, name, layouts=layouts, ignore=ignore, what=what, hint=hint, order=order)
+
+
+def read_class_names(source: str | os.PathLike | Sequence[str]) -> list[str]:
+    """Label names from a text file (one per line, blank lines skipped) or a sequence."""
+    if isinstance(source, (str, os.PathLike)):
+        path = os.fspath(source)
+        try:
+            with open(path, encoding="utf-8") as f:
+                names = [line.strip() for line in f if line.strip()]
+        except (OSError, UnicodeDecodeError) as exc:
+            raise MlcoreError(f"weights_classes: cannot read {path!r}: {getattr(exc, 'strerror', None) or exc}"
+                              ) from None
+        if not names:
+            raise MlcoreError(f"weights_classes: {path!r} lists no label names (one per line)")
+        return names
+    return [str(n) for n in source]
+
+
+def reorder_classes(module: torch.nn.Module, state: dict, file_classes: str | os.PathLike | Sequence[str],
+                    classes: Sequence[str]) -> dict:
+    """``state`` (in the model's key names) with its per-class tensors taken from the
+    file's label order ``file_classes`` into the model's order ``classes``, by name.
+
+    Which tensors hold one entry per label, and along which axes, the model says in its
+    ``class_axes`` (``{"fc.weight": (0,), "A": (0, 1)}``); a model that declares none
+    cannot be reordered. The two lists must hold the same names: any difference is an
+    error that lists it.
+    """
+    import torch
+
+    have = read_class_names(file_classes)
+    where = {n: i for i, n in enumerate(have)}
+    doubled = sorted({n for n in have if have.count(n) > 1})
+    if doubled:
+        raise MlcoreError(f"weights_classes: label(s) listed twice: {_few(doubled)}")
+    absent = [c for c in classes if c not in where]
+    extra = [n for n in have if n not in set(classes)]
+    if absent or extra:
+        parts = ([f"the model's label(s) not in weights_classes: {_few(absent)}"] if absent else []) + \
+                ([f"label(s) of weights_classes the model does not have: {_few(extra)}"] if extra else [])
+        raise MlcoreError("weights_classes does not name the model's labels:\n  " + "\n  ".join(parts))
+    axes = getattr(module, "class_axes", None)
+    if not axes:
+        raise MlcoreError(f"weights_classes: {type(module).__name__} does not say which of its parameters hold "
+                          f"one entry per label (no class_axes), so its labels cannot be reordered")
+    perm = torch.tensor([where[c] for c in classes])
+    if torch.equal(perm, torch.arange(len(classes))):
+        return state
+    out = dict(state)
+    for key, dims in axes.items():
+        if key in out:
+            for dim in dims:
+                if out[key].shape[dim] != len(classes):
+                    raise MlcoreError(f"weights_classes: {key!r} has {out[key].shape[dim]} entries along axis "
+                                      f"{dim}, not one per label ({len(classes)})")
+                out[key] = out[key].index_select(dim, perm)
+    return out
 
 
 def load_weights_file(model: torch.nn.Module, path: str | os.PathLike) -> Any:
@@ -443,12 +513,18 @@ def load_weights_file(model: torch.nn.Module, path: str | os.PathLike) -> Any:
 
 def _load(module: torch.nn.Module, state: dict, source: str, *,
           layouts: tuple[WeightLayout, ...] | None = None, ignore: tuple[str, ...] = (),
-          what: str = "checkpoint", hint: str = DEFAULT_HINT) -> WeightLayout | None:
+          what: str = "checkpoint", hint: str = DEFAULT_HINT,
+          order: tuple[Any, list[str]] | None = None) -> WeightLayout | None:
     if layouts is None:
         layouts = tuple(getattr(module, "weight_layouts", ()))
     used = next((layout for layout in layouts if layout.matches(state)), None)
     if used is not None:
         state = used.apply(state)
+        if used.optional:
+            own = module.state_dict()
+            state.update({k: v for k, v in own.items() if k not in state and k.endswith(used.optional)})
+    if order is not None:
+        state = reorder_classes(module, state, *order)
     _load_state(module, state, source, ignore=ignore, what=what, hint=hint,
                 note=f"its keys were read as the {used.name} layout" if used is not None else "")
     loaded = getattr(module, "weights_loaded", None)
@@ -494,5 +570,5 @@ def _few(keys: list[str], n: int = 5) -> str:
     return ", ".join(keys[:n]) + more
 
 
-__all__ = ["WeightLayout", "read_weights", "load_weights", "load_state", "state_dict_of", "safe_load",
-           "verify_checkpoint", "CheckpointDamaged", "CHECKPOINT_FORMAT"]
+__all__ = ["WeightLayout", "read_weights", "load_weights", "reorder_classes", "read_class_names", "load_state",
+           "state_dict_of", "safe_load", "verify_checkpoint", "CheckpointDamaged", "CHECKPOINT_FORMAT"]

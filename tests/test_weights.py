@@ -133,3 +133,90 @@ def test_a_checkpoint_file_gives_back_what_it_held(tmp_path):
     held = load_weights_file(model, str(tmp_path / "ckpt.pt"))
     assert held["epoch"] == 5 and same(model, want) and model.told == [None]
     assert safe_load(tmp_path / "ckpt.pt")["epoch"] == 5
+
+
+class Graph(nn.Module):
+    """Per-label tensors along one and two axes, and one that is not per label."""
+
+    class_axes = {"head.weight": (0,), "head.bias": (0,), "A": (0, 1)}
+
+    def __init__(self, c=4):
+        super().__init__()
+        self.head = nn.Linear(3, c)
+        self.body = nn.Linear(c, c)  # c×c, but not per label: left as it is
+        self.register_buffer("A", torch.zeros(c, c))
+
+
+def test_weights_classes_reorders_every_per_label_axis_by_name(tmp_path):
+    mine, theirs = ["cat", "dog", "car", "bus"], ["bus", "car", "cat", "dog"]
+    src = Graph()
+    with torch.no_grad():
+        src.head.weight.copy_(torch.arange(12.).view(4, 3))
+        src.head.bias.copy_(torch.arange(4.))
+        src.A.copy_(torch.arange(16.).view(4, 4))
+        src.body.weight.copy_(torch.arange(16.).view(4, 4))
+    names = tmp_path / "classes.txt"
+    names.write_text("\n".join(theirs) + "\n\n")
+    model = Graph()
+    mlcore.load_weights(model, src.state_dict(), classes=mine, file_classes=names)
+    where = [theirs.index(c) for c in mine]  # the file's row of each of my labels
+    for i, j in enumerate(where):
+        assert torch.equal(model.head.weight[i], src.head.weight[j]) and model.head.bias[i] == src.head.bias[j]
+        for k, m in enumerate(where):
+            assert model.A[i, k] == src.A[j, m]
+    assert torch.equal(model.body.weight, src.body.weight)
+    same = Graph()  # the same order: loaded as it is
+    mlcore.load_weights(same, src.state_dict(), classes=theirs, file_classes=theirs)
+    assert torch.equal(same.A, src.A)
+
+
+def test_weights_classes_errors_list_the_names_and_the_model(tmp_path):
+    state = Graph().state_dict()
+    with pytest.raises(MlcoreError) as err:
+        mlcore.load_weights(Graph(), state, classes=["a", "b", "c", "d"], file_classes=["a", "b", "x", "y"])
+    msg = str(err.value)
+    assert "not in weights_classes: c, d" in msg and "the model does not have: x, y" in msg
+    with pytest.raises(MlcoreError, match="listed twice: a"):
+        mlcore.load_weights(Graph(), state, classes=["a", "b", "c", "d"], file_classes=["a", "a", "c", "d"])
+    with pytest.raises(MlcoreError, match=r"Tiny does not say which of its parameters .* \(no class_axes\)"):
+        mlcore.load_weights(Tiny(), Tiny().state_dict(), classes=["a", "b"], file_classes=["b", "a"])
+    with pytest.raises(MlcoreError, match="cannot read"):
+        mlcore.load_weights(Graph(), state, classes=["a"], file_classes=tmp_path / "absent.txt")
+
+
+def test_weights_classes_from_a_config_reorders_a_trained_classifier(tmp_path):
+    from conftest import tiny_config
+
+    exp = mlcore.build(tiny_config(tmp_path / "a"))
+    classes = list(exp.classes)
+    theirs = classes[::-1]
+    state = {k: v.clone() for k, v in exp.model.state_dict().items()}
+    state["fc.weight"], state["fc.bias"] = state["fc.weight"].flip(0), state["fc.bias"].flip(0)
+    torch.save(state, tmp_path / "theirs.pth")
+    (tmp_path / "theirs.txt").write_text("\n".join(theirs))
+    model = {"name": "resnet18", "weights": str(tmp_path / "theirs.pth"),
+             "weights_classes": str(tmp_path / "theirs.txt")}
+    again = mlcore.build(tiny_config(tmp_path / "b", model=model)).model
+    assert torch.equal(again.fc.weight, exp.model.fc.weight) and torch.equal(again.fc.bias, exp.model.fc.bias)
+    with pytest.raises(mlcore.ConfigError, match="model.weights_classes: names the label order of model.weights"):
+        orphan = {"name": "csra", "backbone": "resnet18", "weights_classes": str(tmp_path / "theirs.txt")}
+        mlcore.load_config(tiny_config(tmp_path / "c", model=orphan))
+
+
+def test_optional_keys_of_a_layout_keep_the_models_own():
+    layout = WeightLayout("old files", detect="old.", rename=(("old.", ""),), optional=(".num_batches_tracked",))
+
+    class Norm(nn.Module):
+        weight_layouts = (layout,)
+
+        def __init__(self):
+            super().__init__()
+            self.bn = nn.BatchNorm1d(2)
+
+    model = Norm()
+    state = {f"old.{k}": torch.full_like(v, 3) for k, v in Norm().state_dict().items() if "num_batches" not in k}
+    mlcore.load_weights(model, state)
+    assert torch.equal(model.bn.weight, torch.full((2,), 3.0)) and model.bn.num_batches_tracked == 0
+    del state["old.bn.running_var"]  # only the optional suffixes may be absent
+    with pytest.raises(MlcoreError, match="missing from the checkpoint: bn.running_var"):
+        mlcore.load_weights(Norm(), state)

@@ -11,36 +11,49 @@ from mlcore import Plugin
 @dataclass
 class ClassifierConfig:
     """``backbone``: a backbone plugin name (``resnet101``, ``timm/convnext_tiny``, …);
-    ``pretrained``: local weights for it; ``dropout`` before the linear layer; ``freeze``:
+    ``pretrained``: local weights for it; ``weights``/``weights_classes``: as the ResNet
+    models'; ``dropout`` before the linear layer; ``freeze``:
     which part of the backbone does not train (``all_but_last``: all but its last stage)."""
 
     backbone: str = field(default="resnet50", metadata={"plugin": "backbone"})
     pretrained: str | None = field(default=None, metadata={"path": "file"})
     weights: str | None = field(default=None, metadata={"path": "file"})
+    weights_classes: str | None = field(default=None, metadata={"path": "file"})
     dropout: float = 0.0
     freeze: Literal["none", "all", "all_but_last"] = "none"
 
     def validate(self):
-        return [] if 0 <= self.dropout < 1 else [("dropout", f"must be in [0, 1), got {self.dropout}")]
+        out = [] if 0 <= self.dropout < 1 else [("dropout", f"must be in [0, 1), got {self.dropout}")]
+        return out + _orphan_weights_classes(self)
 
 
 @dataclass
 class ResNetConfig:
     """``pretrained``: local torchvision ImageNet weights for the backbone (e.g.
     ``resnet101-63fe2227.pth``); ``weights``: a whole trained model (an mlcore checkpoint,
-    or the seed's ResNet101 file); ``freeze``: which part of the backbone does not train
+    or the seed's ResNet101 file); ``weights_classes``: the labels of ``weights`` in its
+    output order, one per line, when that is not the dataset's (``fc`` is reordered by
+    name); ``freeze``: which part of the backbone does not train
     (``all_but_last``: all but ``layer4``, the seed's fine-tuning)."""
 
     pretrained: str | None = field(default=None, metadata={"path": "file"})
     weights: str | None = field(default=None, metadata={"path": "file"})
+    weights_classes: str | None = field(default=None, metadata={"path": "file"})
     dropout: float = 0.0
     freeze: Literal["none", "all", "all_but_last"] = "none"
 
     def validate(self):
-        return [] if 0 <= self.dropout < 1 else [("dropout", f"must be in [0, 1), got {self.dropout}")]
+        out = [] if 0 <= self.dropout < 1 else [("dropout", f"must be in [0, 1), got {self.dropout}")]
+        return out + _orphan_weights_classes(self)
 
 
-def _make(backbone_name: str, cfg, num_classes: int):
+def _orphan_weights_classes(cfg) -> list[tuple[str, str]]:
+    """``weights_classes`` says the label order of ``weights``: without them it means nothing."""
+    return [("weights_classes", "names the label order of model.weights, which is not set")] \
+        if cfg.weights_classes and not cfg.weights else []
+
+
+def _make(backbone_name: str, cfg, num_classes: int, info=None):
     import mlcore
 
     from .model import Classifier
@@ -49,12 +62,13 @@ def _make(backbone_name: str, cfg, num_classes: int):
     backbone = mlcore.create_backbone(backbone_name, freeze=cfg.freeze, **params)
     model = Classifier(backbone, num_classes, cfg.dropout)
     if cfg.weights:
-        mlcore.load_weights(model, cfg.weights)
+        mlcore.load_weights(model, cfg.weights, classes=info.classes if info is not None else None,
+                            file_classes=cfg.weights_classes)
     return model
 
 
-def _build_classifier(cfg: ClassifierConfig, num_classes: int):
-    return _make(cfg.backbone, cfg, num_classes)
+def _build_classifier(cfg: ClassifierConfig, num_classes: int, info=None):
+    return _make(cfg.backbone, cfg, num_classes, info)
 
 
 classifier = Plugin("model", "classifier", "backbone + global average pool + linear layer",
@@ -62,8 +76,8 @@ classifier = Plugin("model", "classifier", "backbone + global average pool + lin
 
 
 def _resnet(arch: str) -> Plugin:
-    def build(cfg: ResNetConfig, num_classes: int):
-        return _make(arch, cfg, num_classes)
+    def build(cfg: ResNetConfig, num_classes: int, info=None):
+        return _make(arch, cfg, num_classes, info)
 
     depth = arch.removeprefix("resnet")
     return Plugin("model", arch, f"ResNet-{depth} classifier (torchvision architecture)", ResNetConfig, build)

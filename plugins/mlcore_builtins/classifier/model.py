@@ -25,6 +25,8 @@ class Classifier(nn.Module):
         self.pool = nn.AdaptiveAvgPool2d(1)
         self.dropout = nn.Dropout(dropout) if dropout > 0 else nn.Identity()
         self.fc = nn.Linear(backbone.out_dim, num_classes)
+        #: the tensors with one entry per label, and their label axes (``weights_classes``)
+        self.class_axes = {"fc.weight": (0,), "fc.bias": (0,)}
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.fc(self.dropout(self.pool(self.backbone(x)).flatten(1)))

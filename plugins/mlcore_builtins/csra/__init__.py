@@ -34,6 +34,8 @@ class CSRAConfig:
     on VOC2007 with 1 head, 0.5 on COCO with 4); ``pretrained``: local ImageNet weights
     for the backbone (torchvision's ResNet-101 file, or the official CutMix one);
     ``weights``: a whole trained model (mlcore checkpoint or an official CSRA file);
+    ``weights_classes``: a text file of the labels of ``weights`` in its output order,
+    when that is not the dataset's (one name per line; the heads are reordered by name);
     ``freeze``: which part of the backbone does not train (official: ``none``)."""
 
     backbone: str = field(default="resnet101", metadata={"plugin": "backbone"})
@@ -41,6 +43,7 @@ class CSRAConfig:
     lam: float = 0.1
     pretrained: str | None = field(default=None, metadata={"path": "file"})
     weights: str | None = field(default=None, metadata={"path": "file"})
+    weights_classes: str | None = field(default=None, metadata={"path": "file"})
     freeze: Literal["none", "all", "all_but_last"] = "none"
 
     def validate(self):
@@ -51,10 +54,12 @@ class CSRAConfig:
                                  f"got {self.heads}"))
         if self.lam < 0:
             out.append(("lam", f"must be >= 0, got {self.lam}"))
+        if self.weights_classes and not self.weights:
+            out.append(("weights_classes", "names the label order of model.weights, which is not set"))
         return out
 
 
-def build(cfg: CSRAConfig, num_classes: int):
+def build(cfg: CSRAConfig, num_classes: int, info=None):
     import mlcore
 
     from .model import CSRA
@@ -63,7 +68,8 @@ def build(cfg: CSRAConfig, num_classes: int):
     backbone = mlcore.create_backbone(cfg.backbone, freeze=cfg.freeze, **params)
     model = CSRA(backbone, num_classes, TEMPERATURES[cfg.heads], cfg.lam)
     if cfg.weights:
-        mlcore.load_weights(model, cfg.weights)
+        mlcore.load_weights(model, cfg.weights, classes=info.classes if info is not None else None,
+                            file_classes=cfg.weights_classes)
     return model
 
 

@@ -99,6 +99,8 @@ class CSRA(nn.Module):
         super().__init__()
         self.backbone = backbone
         self.classifier = MultiHead(backbone.out_dim, num_classes, temperatures, lam)
+        #: the tensors with one entry per label, and their label axes (``weights_classes``)
+        self.class_axes = {f"classifier.{i}.head.weight": (0,) for i in range(len(temperatures))}
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.classifier(self.backbone(x))

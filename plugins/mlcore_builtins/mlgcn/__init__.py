@@ -24,12 +24,16 @@ from mlcore import Plugin
 class MLGCNConfig:
     """``t``: the threshold binarizing P(j|i) (the official 0.4 for COCO and VOC);
     ``p``: the weight of the neighbours against the node itself (the official 0.25);
-    ``hidden_dim``: the first graph convolution's width (the official 1024)."""
+    ``hidden_dim``: the first graph convolution's width (the official 1024);
+    ``weights_classes``: a text file of the labels of ``weights`` in its output order, one
+    per line (the released COCO files are in alphabetical order; mlcore's ``coco`` in the
+    annotation file's): the file's graph ``A`` is reordered by name."""
 
     embeddings: str = field(metadata={"path": "file"})
     backbone: str = field(default="resnet101", metadata={"plugin": "backbone"})
     pretrained: str | None = field(default=None, metadata={"path": "file"})
     weights: str | None = field(default=None, metadata={"path": "file"})
+    weights_classes: str | None = field(default=None, metadata={"path": "file"})
     missing_words: Literal["error", "zero"] = "error"
     t: float = 0.4
     p: float = 0.25
@@ -44,6 +48,8 @@ class MLGCNConfig:
             out.append(("p", f"must be >= 0, got {self.p}"))
         if self.hidden_dim < 1:
             out.append(("hidden_dim", f"must be >= 1, got {self.hidden_dim}"))
+        if self.weights_classes and not self.weights:
+            out.append(("weights_classes", "names the label order of model.weights, which is not set"))
         return out
 
 
@@ -66,7 +72,8 @@ def build(cfg: MLGCNConfig, num_classes: int, info=None):
     model = MLGCN(backbone, words, label_graph(info.conditional_probabilities(), cfg.t, cfg.p),
                   hidden=cfg.hidden_dim)
     if cfg.weights:
-        mlcore.load_weights(model, cfg.weights)
+        mlcore.load_weights(model, cfg.weights, classes=info.classes if info is not None else None,
+                            file_classes=cfg.weights_classes)
     return model
 
 

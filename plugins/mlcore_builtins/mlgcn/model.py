@@ -5,16 +5,13 @@ from a two-layer GCN over the label word vectors — the official computation
 Parameter names follow the official ``GCNResnet``: ``gc1.weight``, ``gc2.weight`` (stored
 (in, out)), and ``A`` (the re-weighted label graph, C×C, never trained: a buffer here, a
 Parameter kept out of the optimizer there). Official checkpoints load through
-:class:`OfficialLayout`, which renames the official ``features.{0,1,4,5,6,7}`` Sequential
-to the backbone's ResNet names and supplies the BatchNorm ``num_batches_tracked`` counters
-that torch 0.3 did not write.
+:func:`official_layout`, which renames the official ``features.{0,1,4,5,6,7}`` Sequential
+to the backbone's ResNet names and lets the files lack the BatchNorm ``num_batches_tracked``
+counters that torch 0.3 did not write.
 """
 from __future__ import annotations
 
 import math
-from collections.abc import Mapping
-from dataclasses import dataclass
-from typing import Any
 
 import numpy as np
 import torch
@@ -76,30 +73,7 @@ OFFICIAL_FEATURES = (("0", "conv1"), ("1", "bn1"), ("4", "layer1"), ("5", "layer
                      ("7", "layer4"))
 
 
-@dataclass(frozen=True)
-class OfficialLayout(WeightLayout):
-    """The official ML-GCN checkpoints' keys, read as the model's own.
-
-    ``features.<i>.`` is renamed to the backbone's ResNet stage; ``gc1.weight``,
-    ``gc2.weight`` and ``A`` keep their names. The released files were written by torch
-    0.3, before BatchNorm counted its batches: ``counters`` (the model's own
-    ``num_batches_tracked`` keys) are added as 0 where the file lacks them — what torch's
-    own BatchNorm does when it loads a state dict of that age. The counter only matters
-    for ``momentum=None`` BatchNorm, which no ResNet uses, so the loaded model computes
-    what the official one does.
-    """
-
-    counters: tuple[str, ...] = ()
-
-    def apply(self, state: Mapping[str, Any]) -> dict:
-        out = super().apply(state)
-        for key in self.counters:
-            if key not in out:
-                out[key] = torch.zeros((), dtype=torch.long)
-        return out
-
-
-def official_layout(model: nn.Module) -> OfficialLayout | None:
+def official_layout(model: nn.Module) -> WeightLayout | None:
     """The official layout for ``model``, whose backbone holds a torchvision-named ResNet
     (``conv1``, ``bn1``, ``layer1``…``layer4``, at its top or below one prefix such as timm's
     ``model.``); None for other backbones (the official checkpoints are ResNet-101s)."""
@@ -108,11 +82,12 @@ def official_layout(model: nn.Module) -> OfficialLayout | None:
                    and all(n[:-len("conv1")] + s in names for _, s in OFFICIAL_FEATURES)), None)
     if prefix is None:
         return None
-    counters = tuple(k for k in model.state_dict() if k.endswith(".num_batches_tracked"))
-    return OfficialLayout("official ML-GCN", detect="features.",
-                          rename=tuple((f"features.{i}.", f"backbone.{prefix}{s}.")
-                                       for i, s in OFFICIAL_FEATURES),
-                          counters=counters)
+    # torch 0.3 wrote the released files before BatchNorm counted its batches: the model
+    # keeps its own counters (0), what torch's BatchNorm does with a state dict of that
+    # age; they only matter for momentum=None BatchNorm, which no ResNet uses
+    return WeightLayout("official ML-GCN", detect="features.",
+                        rename=tuple((f"features.{i}.", f"backbone.{prefix}{s}.") for i, s in OFFICIAL_FEATURES),
+                        optional=(".num_batches_tracked",))
 
 
 class MLGCN(nn.Module):
@@ -142,6 +117,9 @@ class MLGCN(nn.Module):
         self.relu = nn.LeakyReLU(0.2)
         self.register_buffer("A", graph.float().clone())
         self.register_buffer("words", words.float().clone(), persistent=False)
+        #: the tensors with one entry per label, and their label axes (``weights_classes``):
+        #: a file's graph, rows and columns; the word vectors come from the config
+        self.class_axes = {"A": (0, 1)}
         layout = official_layout(self)
         self.weight_layouts = (layout,) if layout is not None else ()
 

@@ -20,6 +20,7 @@ class SSGRLConfig:
     backbone: str = field(default="resnet101", metadata={"plugin": "backbone"})
     pretrained: str | None = field(default=None, metadata={"path": "file"})
     weights: str | None = field(default=None, metadata={"path": "file"})
+    weights_classes: str | None = field(default=None, metadata={"path": "file"})
     missing_words: Literal["error", "zero"] = "error"
     time_step: int = 3
     hidden_dim: int = 1024
@@ -29,8 +30,11 @@ class SSGRLConfig:
     freeze: Literal["all_but_last", "none", "all"] = "all_but_last"
 
     def validate(self):
-        return [(k, f"must be >= 1, got {getattr(self, k)}")
-                for k in ("time_step", "hidden_dim", "output_dim", "feature_pool") if getattr(self, k) < 1]
+        out = [(k, f"must be >= 1, got {getattr(self, k)}")
+               for k in ("time_step", "hidden_dim", "output_dim", "feature_pool") if getattr(self, k) < 1]
+        if self.weights_classes and not self.weights:
+            out.append(("weights_classes", "names the label order of model.weights, which is not set"))
+        return out
 
 
 def build(cfg: SSGRLConfig, num_classes: int, info=None):
@@ -49,7 +53,8 @@ def build(cfg: SSGRLConfig, num_classes: int, info=None):
     model = SSGRL(backbone, words, adjacency(info), time_step=cfg.time_step, hidden=cfg.hidden_dim,
                   output_dim=cfg.output_dim, feature_pool=cfg.feature_pool, reset_gate=cfg.reset_gate)
     if cfg.weights:
-        mlcore.load_weights(model, cfg.weights)
+        mlcore.load_weights(model, cfg.weights, classes=info.classes if info is not None else None,
+                            file_classes=cfg.weights_classes)
     return model
 
 

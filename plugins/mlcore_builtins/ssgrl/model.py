@@ -121,6 +121,9 @@ class SSGRL(nn.Module):
         self.graph_net = GGNN(dim, time_step, reset_gate)
         self.fc_output = nn.Linear(2 * dim, output_dim)
         self.classifiers = ElementWiseLayer(num_classes, output_dim)
+        #: the tensors with one entry per label, and their label axes (``weights_classes``);
+        #: the word vectors and the graph come from the config, in the dataset's order
+        self.class_axes = {"classifiers.weight": (0,), "classifiers.bias": (0,)}
         # derived from the config (label vectors, train-split statistics): not saved
         self.register_buffer("words", words.float(), persistent=False)
         self.register_buffer("in_matrix", adj.float(), persistent=False)
