@@ -41,7 +41,11 @@ class DataSection:
     crop. ``mean``/``std`` normalize on the device. ``on_bad_image``: ``warn`` replaces an
     undecodable training image by another one and names it, and an undecodable evaluation
     image is an error; ``skip`` does the same in training and leaves such images out of
-    evaluation (saying how many); ``error`` stops in both.
+    evaluation (saying how many); ``error`` stops in both. ``unknown_labels``: what
+    training does with the labels a dataset marks unknown (-1: partial labels, e.g.
+    ``voc2007`` with ``difficult: ignore``): ``ignore`` leaves them out of the loss (the
+    mean is over known entries), ``negative`` trains them as negatives (the common
+    baseline of the partial-label literature). Metrics always skip them.
     """
 
     train_split: str = "train"
@@ -55,6 +59,7 @@ class DataSection:
     mean: list[float] = field(default_factory=lambda: list(IMAGENET_MEAN))
     std: list[float] = field(default_factory=lambda: list(IMAGENET_STD))
     on_bad_image: Literal["warn", "skip", "error"] = "warn"
+    unknown_labels: Literal["ignore", "negative"] = "ignore"
 
     def validate(self):
         out = _positive(self, "scale_size", "crop_size")

@@ -107,3 +107,58 @@ def test_tencent_weights_decay_and_reset():
     assert loss.state_dict()["t"] == 1
     loss.load_state_dict(state)
     assert loss.state_dict()["t"] == 3
+
+
+def partial(seed=5):
+    """Logits and targets with some entries unknown (-1), one row all unknown."""
+    x, y = data(seed)
+    g = torch.Generator().manual_seed(seed + 100)
+    y[torch.rand(4, 5, generator=g) < 0.3] = -1
+    y[3] = -1
+    return x, y
+
+
+def known_only(f, mean):
+    """An element-wise loss that skips unknown entries; ``mean``: divided by their count."""
+    def ref(x, y):
+        total = elementwise(lambda xi, yi: 0 * xi if yi < 0 else f(xi, yi), x, y)
+        return total / int((y >= 0).sum()) if mean else total
+    return ref
+
+
+@pytest.mark.parametrize("name", ["bce", "focal", "asl", "tencent"])
+def test_unknown_targets_are_left_out_of_every_builtin_loss(name):
+    x, y = partial()
+    assert (y < 0).sum() >= 5
+    loss = mlcore.create("loss", name, num_classes=5)
+    assert loss.handles_unknown
+
+    def bce(xi, yi, pw=1.0):
+        p = torch.sigmoid(xi)
+        return -(pw * yi * torch.log(p) + (1 - yi) * torch.log(1 - p))
+
+    def focal(xi, yi):
+        p = torch.sigmoid(xi)
+        pt, at = (p, 0.25) if yi == 1 else (1 - p, 0.75)
+        return -at * (1 - pt) ** 2 * torch.log(pt)
+
+    def asl(xi, yi):  # the defaults: γ− 4, γ+ 1, clip 0.05
+        p = torch.sigmoid(xi)
+        if yi == 1:
+            return -((1 - p) * torch.log(p.clamp(min=1e-8)))
+        pm = (1 - p + 0.05).clamp(max=1)
+        return -((1 - pm) ** 4 * torch.log(pm.clamp(min=1e-8)))
+
+    present = (y == 1).any(0)  # the tencent set of present labels: known positives only
+    assert not present.all()
+    pos_r, neg_r = math.log10(10 / 1.01), max(0.01, math.log10(10 / 9))
+
+    def tencent(xi, yi):
+        return (pos_r if yi == 1 else neg_r) * bce(xi, yi, 12.0)
+
+    ref = {"bce": known_only(bce, True), "focal": known_only(focal, True), "asl": known_only(asl, False),
+           "tencent": known_only(tencent, True)}[name]
+    check(loss, ref, x, y)
+    (grad,) = torch.autograd.grad(loss(x, y), x)
+    assert torch.all(grad[y < 0] == 0)  # an unknown entry gets no gradient
+

@@ -2,8 +2,9 @@
 
 Reading a dataset's annotations (400 MB of JSON for COCO or Visual Genome, thousands of
 XML files for VOC) is done once; the result — class names, and per split the image
-paths (relative to the dataset root) and a bit-packed target matrix — is stored in the
-cache (``$MLCORE_CACHE/index/``, never in the dataset root, which may be read-only).
+paths (relative to the dataset root) and a bit-packed target matrix, with a second bit
+plane for the entries that are unknown (partial labels) where a split has any — is stored
+in the cache (``$MLCORE_CACHE/index/``, never in the dataset root, which may be read-only).
 The cache key covers the dataset's parameters and the size and modification time of
 every source file, so an edited annotation file is noticed and the index rebuilt.
 """
@@ -22,12 +23,13 @@ from ..cache import cache_dir
 from ..errors import MlcoreError
 from ..files import atomic_open
 
-FORMAT_VERSION = 1
+FORMAT_VERSION = 2  # 2: unknown entries (-1) kept, as a second bit plane
 
 
 @dataclass
 class SplitIndex:
-    """One split: image paths relative to the dataset root, and the N×C 0/1 targets."""
+    """One split: image paths relative to the dataset root, and the N×C targets: 1
+    positive, 0 negative, and -1 unknown (partial labels: int8; uint8 when none is)."""
 
     images: list[str]
     targets: np.ndarray
@@ -64,10 +66,13 @@ def save(index: LabelIndex, path: str) -> None:
     """Write an index atomically (temporary file, then rename)."""
     arrays: dict[str, np.ndarray] = {"classes": np.array(index.classes, dtype=str)}
     for name, s in index.splits.items():
-        t = np.asarray(s.targets, dtype=np.uint8)
+        t = np.asarray(s.targets)
         arrays[f"images/{name}"] = np.array(s.images, dtype=str)
-        arrays[f"targets/{name}"] = np.packbits(t, axis=1)
+        arrays[f"targets/{name}"] = np.packbits(t == 1, axis=1)
         arrays[f"shape/{name}"] = np.array(t.shape, dtype=np.int64)
+        unknown = t < 0
+        if unknown.any():
+            arrays[f"unknown/{name}"] = np.packbits(unknown, axis=1)
     with atomic_open(path) as f:
         np.savez(f, **arrays)
 
@@ -96,8 +101,10 @@ def load(path: str) -> LabelIndex:
             classes = names.tolist()
             split_names = sorted(k.split("/", 1)[1] for k in z.files if k.startswith("images/"))
             expected = {"classes"} | {f"{a}/{n}" for a in ("images", "targets", "shape") for n in split_names}
-            check(bool(split_names) and set(z.files) == expected,
-                  f"holds the arrays {sorted(z.files)}, not classes and images/targets/shape of each split")
+            optional = {f"unknown/{n}" for n in split_names}
+            check(bool(split_names) and expected <= set(z.files) <= expected | optional,
+                  f"holds the arrays {sorted(z.files)}, not classes and images/targets/shape "
+                  f"(and unknown) of each split")
             splits = {}
             for name in split_names:
                 images, packed, shape = z[f"images/{name}"], z[f"targets/{name}"], z[f"shape/{name}"]
@@ -110,7 +117,14 @@ def load(path: str) -> LabelIndex:
                       f"shape/{name} is {n}×{c} for {len(images)} images and {len(classes)} classes")
                 check(packed.dtype == np.uint8 and packed.shape == (n, (c + 7) // 8),
                       f"targets/{name} is {packed.dtype} {packed.shape}, not the packed bits of {n}×{c}")
-                splits[name] = SplitIndex(images.tolist(), np.unpackbits(packed, axis=1, count=c))
+                targets = np.unpackbits(packed, axis=1, count=c)
+                if f"unknown/{name}" in z.files:
+                    unknown = z[f"unknown/{name}"]
+                    check(unknown.dtype == np.uint8 and unknown.shape == packed.shape,
+                          f"unknown/{name} is {unknown.dtype} {unknown.shape}, not the packed bits of {n}×{c}")
+                    targets = targets.astype(np.int8)
+                    targets[np.unpackbits(unknown, axis=1, count=c).astype(bool)] = -1
+                splits[name] = SplitIndex(images.tolist(), targets)
     return LabelIndex(classes, splits)
 
 
@@ -136,13 +150,23 @@ def cached_index(kind: str, params: dict, sources: Sequence[str], build: Callabl
     return index
 
 
-def targets_from_lists(labels: Sequence[Iterable[int]], num_classes: int) -> np.ndarray:
-    """An N×C uint8 matrix from per-image lists of class indices."""
-    t = np.zeros((len(labels), num_classes), dtype=np.uint8)
-    rows = np.repeat(np.arange(len(labels)), [len(x) for x in labels])
-    cols = np.fromiter((j for x in labels for j in x), dtype=np.int64, count=len(rows))
-    t[rows, cols] = 1
+def targets_from_lists(labels: Sequence[Iterable[int]], num_classes: int,
+                       unknown: Sequence[Iterable[int]] | None = None) -> np.ndarray:
+    """An N×C matrix from per-image lists of class indices: uint8 1/0, or — with
+    ``unknown``, per-image lists of the labels whose state is unknown (partial labels) —
+    int8 with -1 for those. A label both positive and unknown for an image is positive."""
+    t = np.zeros((len(labels), num_classes), dtype=np.uint8 if unknown is None else np.int8)
+    if unknown is not None:
+        _fill(t, unknown, -1)
+    _fill(t, labels, 1)
     return t
+
+
+def _fill(t: np.ndarray, lists: Sequence[Iterable[int]], value: int) -> None:
+    lists = [list(x) for x in lists]
+    rows = np.repeat(np.arange(len(lists)), [len(x) for x in lists])
+    cols = np.fromiter((j for x in lists for j in x), dtype=np.int64, count=len(rows))
+    t[rows, cols] = value
 
 
 _DEFAULT = object()

@@ -24,7 +24,7 @@ import numpy as np
 import torch
 
 from ..data.images import BadImageError
-from ..errors import MlcoreError, TrainingInterrupted
+from ..errors import ConfigError, MlcoreError, TrainingInterrupted
 from .compiled import CompiledOrEager
 from .device import autocast
 from .distributed import Dist, setup
@@ -144,6 +144,7 @@ class Trainer:
             model = exp.model = torch.nn.SyncBatchNorm.convert_sync_batchnorm(model)
         self.model = model
         exp.val_set  # built (and checked against the train classes) before anything is written
+        self._check_unknown_labels()
         self.loader, self.sampler = make_loader(exp.train_set, batch_size=tc.batch_size, num_workers=tc.num_workers,
                                                 seed=tc.seed, shuffle=True, pin_memory=self.device.type == "cuda",
                                                 rank=d.rank, world=d.world)
@@ -160,6 +161,19 @@ class Trainer:
             if resume:
                 self.folder.drop_metrics_after(self.step)
         self.forward = self._training_forward(model)
+
+    def _check_unknown_labels(self) -> None:
+        """A training set with unknown labels (-1) under ``data.unknown_labels: ignore``
+        needs a loss that leaves them out: one that says so (``handles_unknown``)."""
+        targets = getattr(self.experiment.train_set, "targets", None)
+        if self.config.data.unknown_labels != "ignore" or targets is None or not np.size(targets):
+            return
+        unknown = int((np.asarray(targets) < 0).sum())
+        loss = self.experiment.loss
+        if unknown and not getattr(loss, "handles_unknown", False):
+            raise ConfigError(f"loss: the training set has {unknown} unknown label(s) (-1) and loss "
+                              f"'{self.config.loss.name}' does not say it leaves them out (handles_unknown); "
+                              f"set data.unknown_labels: negative, or use a loss that handles them")
 
     def _training_forward(self, model: torch.nn.Module) -> Any:
         """The module the training step calls: DDP-wrapped across ranks, compiled if asked."""
@@ -206,6 +220,8 @@ class Trainer:
         x = self.experiment.normalizer(images.to(self.device, non_blocking=True)).contiguous(
             memory_format=memory_format)
         y = targets.to(self.device, non_blocking=True)
+        if self.config.data.unknown_labels == "negative":
+            y = y.clamp(min=0)  # unknown (-1) as negative
         local = self.ddp.no_sync() if self.ddp is not None and not sync else contextlib.nullcontext()
         with local:
             with self.autocast():

@@ -1,4 +1,6 @@
-"""The losses' formulas on logits [B, C] and 0/1 targets [B, C]."""
+"""The losses' formulas on logits [B, C] and targets [B, C]: 1 positive, 0 negative,
+-1 unknown (partial labels). An unknown entry adds nothing to a loss, and a ``mean`` is
+over the known entries (all of them when none is unknown: the plain mean)."""
 from __future__ import annotations
 
 import math
@@ -7,19 +9,38 @@ import torch
 import torch.nn.functional as F
 
 
-def _reduce(loss: torch.Tensor, reduction: str) -> torch.Tensor:
-    return loss.sum() if reduction == "sum" else loss.mean()
+def known_targets(targets: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """``(targets with unknown entries as 0, the known mask as 0./1.)``, without a
+    device sync: the mask is applied whether or not some entry is unknown."""
+    known = (targets >= 0).to(targets.dtype)
+    return targets.clamp(min=0), known
+
+
+def _reduce(loss: torch.Tensor, reduction: str, known: torch.Tensor) -> torch.Tensor:
+    loss = loss * known
+    return loss.sum() if reduction == "sum" else loss.sum() / known.sum().clamp(min=1)
+
+
+def bce(logits, targets, pos_weight: torch.Tensor | None = None, weight: torch.Tensor | None = None,
+        reduction: str = "mean"):
+    """Binary cross-entropy on logits per entry (``pos_weight`` per class on the positive
+    term, ``weight`` per entry), unknown entries left out."""
+    targets, known = known_targets(targets)
+    loss = F.binary_cross_entropy_with_logits(logits, targets, weight=weight, pos_weight=pos_weight,
+                                              reduction="none")
+    return _reduce(loss, reduction, known)
 
 
 def focal(logits, targets, gamma: float = 2.0, alpha: float | None = 0.25, reduction: str = "mean"):
     """Focal loss (Lin et al., 2017): −α_t (1 − p_t)^γ log p_t per label."""
+    targets, known = known_targets(targets)
     ce = F.binary_cross_entropy_with_logits(logits, targets, reduction="none")
     p = torch.sigmoid(logits)
     p_t = p * targets + (1 - p) * (1 - targets)
     loss = ce * (1 - p_t).pow(gamma)
     if alpha is not None:
         loss = loss * (alpha * targets + (1 - alpha) * (1 - targets))
-    return _reduce(loss, reduction)
+    return _reduce(loss, reduction, known)
 
 
 def asymmetric(logits, targets, gamma_neg: float = 4.0, gamma_pos: float = 1.0, clip: float = 0.05,
@@ -31,6 +52,7 @@ def asymmetric(logits, targets, gamma_neg: float = 4.0, gamma_pos: float = 1.0, 
     the focusing weights out of the gradient (the official
     ``disable_torch_grad_focal_loss``). The official reduction is a sum.
     """
+    targets, known = known_targets(targets)
     p = torch.sigmoid(logits)
     p_neg = 1 - p
     if clip and clip > 0:
@@ -42,7 +64,7 @@ def asymmetric(logits, targets, gamma_neg: float = 4.0, gamma_pos: float = 1.0, 
             gamma = gamma_pos * targets + gamma_neg * (1 - targets)
             weight = torch.pow(1 - p_t, gamma)
         loss = loss * weight
-    return -_reduce(loss, reduction)
+    return -_reduce(loss, reduction, known)
 
 
 class TencentWeights:
@@ -56,7 +78,7 @@ class TencentWeights:
         self.t = 0
 
     def __call__(self, targets: torch.Tensor) -> torch.Tensor:
-        present = (targets.sum(0) > 0).to(torch.int32).cpu()
+        present = (targets == 1).any(0).to(torch.int32).cpu()  # known positives only
         if torch.equal(present, self.previous):
             self.t += 1
         else:

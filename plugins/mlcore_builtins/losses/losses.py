@@ -1,8 +1,11 @@
-"""Loss objects: ``loss(logits, targets) -> scalar``; stateful ones have state_dict()."""
+"""Loss objects: ``loss(logits, targets) -> scalar``; stateful ones have state_dict().
+
+Every built-in loss leaves unknown targets (-1, partial labels) out: it declares
+``handles_unknown = True``, which the trainer asks of a loss before it gives it a
+dataset with unknown labels under ``data.unknown_labels: ignore``."""
 from __future__ import annotations
 
 import torch
-import torch.nn.functional as F
 
 from . import functional
 
@@ -21,17 +24,19 @@ class _Weighted:
 
 class BCELoss(_Weighted):
     """Binary cross-entropy on logits, per class."""
+    handles_unknown = True
 
     def __init__(self, pos_weight=None, reduction: str = "mean"):
         super().__init__(pos_weight)
         self.reduction = reduction
 
     def __call__(self, logits, targets):
-        return F.binary_cross_entropy_with_logits(logits, targets, pos_weight=self._pw(logits),
-                                                  reduction=self.reduction)
+        return functional.bce(logits, targets, pos_weight=self._pw(logits), reduction=self.reduction)
 
 
 class FocalLoss:
+    handles_unknown = True
+
     def __init__(self, gamma: float, alpha: float | None, reduction: str):
         self.gamma, self.alpha, self.reduction = gamma, alpha, reduction
 
@@ -40,6 +45,8 @@ class FocalLoss:
 
 
 class AsymmetricLoss:
+    handles_unknown = True
+
     def __init__(self, gamma_neg: float, gamma_pos: float, clip: float, eps: float, no_grad_focusing: bool,
                  reduction: str):
         self.kw = dict(gamma_neg=gamma_neg, gamma_pos=gamma_pos, clip=clip, eps=eps,
@@ -53,13 +60,15 @@ class TencentLoss(_Weighted):
     """The seed's loss: BCE with a positive weight (12 by default) and adaptive per-entry
     weights that decay while the batches' label sets repeat."""
 
+    handles_unknown = True
+
     def __init__(self, num_classes: int, pos_weight: torch.Tensor):
         super().__init__(pos_weight)
         self.weights = functional.TencentWeights(num_classes)
 
     def __call__(self, logits, targets):
         w = self.weights(targets).to(logits.dtype)
-        return F.binary_cross_entropy_with_logits(logits, targets, weight=w, pos_weight=self._pw(logits))
+        return functional.bce(logits, targets, weight=w, pos_weight=self._pw(logits))
 
     def state_dict(self) -> dict:
         return self.weights.state_dict()

@@ -73,11 +73,10 @@ def build(cfg: Q2LConfig, num_classes: int, info=None):
     model = Query2Label(backbone, num_classes, hidden=cfg.hidden_dim, heads=cfg.heads, ff_dim=cfg.ff_dim,
                         enc_layers=cfg.enc_layers, dec_layers=cfg.dec_layers, dropout=cfg.dropout)
     if cfg.weights:
-        # matching class-indexed entries by name is the core's (model.class_axes); without a
-        # file of names the file's classes are the dataset's, in its order
-        by_name = ({"classes": list(info.classes) if info is not None else None,
-                    "file_classes": cfg.weights_classes} if cfg.weights_classes else {})
-        mlcore.load_weights(model, cfg.weights, **by_name)
+        # with weights_classes, the core matches the class-indexed entries (Query2Label.class_axes)
+        # to the dataset's classes by name; without, the file's classes are the dataset's, in order
+        mlcore.load_weights(model, cfg.weights, classes=info.classes if info is not None else None,
+                            file_classes=cfg.weights_classes)
     return model
 
 

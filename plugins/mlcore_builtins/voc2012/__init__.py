@@ -1,22 +1,28 @@
 """The Pascal VOC 2012 dataset, read from its original folder layout.
 
 Splits are the lists of ``ImageSets/Main``: ``train`` and ``val`` (the seed's), or
-``trainval``. Labels are the ``<object><name>`` values, stripped and lower-cased;
-objects marked ``<difficult>1</difficult>`` are skipped (an image whose objects are all
-difficult stays, with no positive label). Classes: the 20 VOC names, alphabetical.
+``trainval``. Labels are the ``<object><name>`` values, stripped and lower-cased.
+``difficult`` says what a label whose objects in an image are all ``<difficult>1`` gives:
+``drop`` (the seed's rule, the default: nothing, so negative; an image whose objects are
+all difficult stays, with no positive label), ``ignore`` (unknown: neither positive nor
+negative, left out of the loss and of the label's AP) or ``positive``. Classes: the 20
+VOC names, alphabetical.
 """
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import Literal
 
 from mlcore import Plugin
 
 
 @dataclass
 class VOC2012Config:
-    """``root``: a VOC2012 folder holding ``Annotations/``, ``JPEGImages/``, ``ImageSets/Main/``."""
+    """``root``: a VOC2012 folder holding ``Annotations/``, ``JPEGImages/``, ``ImageSets/Main/``;
+    ``difficult``: ``drop``, ``ignore`` or ``positive`` (see the module's docstring)."""
 
     root: str = field(metadata={"path": "dir"})
+    difficult: Literal["drop", "ignore", "positive"] = "drop"
 
 
 def build(cfg: VOC2012Config, split: str, transform=None):
@@ -24,7 +30,8 @@ def build(cfg: VOC2012Config, split: str, transform=None):
 
     from .reader import VOC_CLASSES, voc_index
 
-    return dataset_from_index(voc_index(cfg.root, VOC_CLASSES, "voc2012"), split, cfg.root, transform)
+    index = voc_index(cfg.root, VOC_CLASSES, "voc2012", cfg.difficult)
+    return dataset_from_index(index, split, cfg.root, transform)
 
 
 plugin = Plugin("dataset", "voc2012", "Pascal VOC 2012 (20 classes) from its original layout",

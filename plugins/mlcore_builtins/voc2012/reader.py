@@ -50,34 +50,54 @@ def image_labels(xml_path: str) -> list[tuple[str, bool]]:
     return out
 
 
-def build_index(root: str, classes: Sequence[str], splits: dict[str, list[str]]) -> LabelIndex:
+#: what a label gets from an image whose only objects of that class are ``<difficult>1``
+#: (an object of the class that is not difficult makes the label positive in every mode):
+#: ``drop`` nothing (negative: the seed's rule), ``ignore`` unknown (-1: left out of the
+#: loss and of that label's AP, as mmpretrain evaluates VOC), ``positive`` positive
+DIFFICULT_MODES = ("drop", "ignore", "positive")
+
+
+def build_index(root: str, classes: Sequence[str], splits: dict[str, list[str]],
+                difficult: str = "drop") -> LabelIndex:
+    if difficult not in DIFFICULT_MODES:
+        raise MlcoreError(f"Unknown value {difficult!r} for argument difficult. Valid values are "
+                          f"{list(DIFFICULT_MODES)}")
     index = {c: j for j, c in enumerate(classes)}
     images_dir = os.path.join(root, "JPEGImages")
     present = set(os.listdir(images_dir)) if os.path.isdir(images_dir) else set()
     labels: dict[str, list[int]] = {}
+    hard: dict[str, list[int]] = {}  # labels with difficult objects only
     for image_id in sorted({i for ids in splits.values() for i in ids}):
         xml_path = os.path.join(root, "Annotations", f"{image_id}.xml")
-        row = []
-        for name, difficult in image_labels(xml_path):
+        row, only_difficult = [], []
+        for name, is_difficult in image_labels(xml_path):
             j = index.get(name)
             if j is None:
                 raise MlcoreError(f"annotation file {xml_path!r}: unknown class {name!r}; "
                                   f"valid classes are {list(classes)}")
-            if not difficult and j not in row:
+            if is_difficult:
+                only_difficult.append(j)
+            elif j not in row:
                 row.append(j)
+        only_difficult = sorted(set(only_difficult) - set(row))
+        if difficult == "positive":
+            row += only_difficult
+        hard[image_id] = only_difficult if difficult == "ignore" else []
         if f"{image_id}.jpg" not in present:
             raise MlcoreError(f"image {image_id!r} is listed but {os.path.join(images_dir, image_id + '.jpg')!r} "
                               f"does not exist")
         labels[image_id] = row
     out = LabelIndex(list(classes))
     for name, ids in splits.items():
+        unknown = [hard[i] for i in ids] if difficult == "ignore" else None
         out.splits[name] = SplitIndex([f"JPEGImages/{i}.jpg" for i in ids],
-                                      targets_from_lists([labels[i] for i in ids], len(classes)))
+                                      targets_from_lists([labels[i] for i in ids], len(classes), unknown))
     return out
 
 
-def voc_index(root: str, classes: Sequence[str], kind: str = "voc") -> LabelIndex:
-    """The label index of every split of a VOC-layout folder (cached)."""
+def voc_index(root: str, classes: Sequence[str], kind: str = "voc", difficult: str = "drop") -> LabelIndex:
+    """The label index of every split of a VOC-layout folder (cached); ``difficult`` is
+    one of :data:`DIFFICULT_MODES`."""
     files = split_files(root)
     if not files:
         raise MlcoreError(f"{os.path.join(root, 'ImageSets', 'Main')!r} holds no split list (train.txt, val.txt…)")
@@ -86,5 +106,5 @@ def voc_index(root: str, classes: Sequence[str], kind: str = "voc") -> LabelInde
     missing = next((x for x in xmls if not os.path.isfile(x)), None)
     if missing:
         raise MlcoreError(f"annotation file {missing!r} does not exist")
-    return cached_index(kind, {"root": os.path.abspath(root), "classes": list(classes)},
-                        list(files.values()) + xmls, lambda: build_index(root, classes, splits))
+    return cached_index(kind, {"root": os.path.abspath(root), "classes": list(classes), "difficult": difficult},
+                        list(files.values()) + xmls, lambda: build_index(root, classes, splits, difficult))
