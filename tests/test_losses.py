@@ -161,4 +161,3 @@ def test_unknown_targets_are_left_out_of_every_builtin_loss(name):
     check(loss, ref, x, y)
     (grad,) = torch.autograd.grad(loss(x, y), x)
     assert torch.all(grad[y < 0] == 0)  # an unknown entry gets no gradient
-

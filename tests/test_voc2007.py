@@ -129,8 +129,8 @@ def test_unknown_labels_from_the_dataset_to_the_loss_and_the_metrics(voc, tmp_pa
     from conftest import tiny_config
 
     reg = Registry()
-    reg.register("loss", "recording", mlcore.Plugin("loss", "recording", "records targets", NoParams,
-                                                     lambda cfg, num_classes: Recording()))
+    plugin = mlcore.Plugin("loss", "recording", "records targets", NoParams, lambda cfg, num_classes: Recording())
+    reg.register("loss", "recording", plugin)
     dataset = {"name": "voc2007", "root": str(voc), "difficult": "ignore"}
     train = {**tiny_config("x")["train"], "epochs": 1, "batch_size": 3}
     data = {**tiny_config("x")["data"], "train_split": "trainval", "val_split": "test"}
