@@ -254,7 +254,8 @@ def test_the_voc2007_recipe_composes_and_loads_once_its_dataset_exists(reg):
     from mlcore.config import compose
 
     data, _, _ = compose(ROOT / "configs" / "voc2007_csra.yaml")
-    assert data["dataset"] == {"name": "voc2007", "root": "data/VOC2007"}
+    assert data["dataset"] == {"name": "voc2007", "root": "data/VOC2007",
+                               "difficult": {"trainval": "drop", "test": "ignore"}}
     assert (data["model"]["heads"], data["model"]["lam"], data["scheduler"]["milestones"]) == (
         1, 0.1, [2, 6, 10, 14, 18, 22, 26])
     assert (data["data"]["mean"], data["data"]["std"]) == ([0, 0, 0], [1, 1, 1])

@@ -333,3 +333,15 @@ def test_builds_from_a_config_and_trains_one_epoch(tmp_path):
     back.load_checkpoint(back.checkpoint_path("last.pt"))
     assert torch.equal(back.model.A.cpu(), a0.cpu())
     assert torch.equal(back.model.gc1.weight.cpu(), model.gc1.weight.detach().cpu())
+
+
+def test_the_recipes_load():
+    from conftest import ROOT
+
+    coco = mlcore.load_config(ROOT / "configs" / "coco_mlgcn.yaml")
+    voc = mlcore.load_config(ROOT / "configs" / "voc2007_mlgcn.yaml")
+    for cfg in (coco, voc):
+        assert (cfg.model.name, cfg.model.cfg.t, cfg.model.cfg.p, cfg.train.grad_clip) == ("mlgcn", 0.4, 0.25, 10)
+        assert (cfg.optimizer.cfg.lr, cfg.optimizer.common.backbone_lr_mult, cfg.train.batch_size) == (0.1, 0.1, 16)
+    assert (voc.dataset.name, voc.data.train_split, voc.data.val_split) == ("voc2007", "trainval", "test")
+    assert voc.dataset.cfg.difficult == {"trainval": "positive", "test": "ignore"}

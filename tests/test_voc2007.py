@@ -148,3 +148,19 @@ def test_unknown_labels_from_the_dataset_to_the_loss_and_the_metrics(voc, tmp_pa
     exp.fit()
     metrics = exp.evaluate("test")
     assert metrics["num_labels_without_positives"] == 18  # of 20: dog and person are known positives
+
+
+def test_difficult_per_split_as_ml_gcn_trains_and_evaluates(voc, tmp_path):
+    from conftest import tiny_config
+
+    modes = {"trainval": "positive", "test": "ignore"}
+    trainval = mlcore.create("dataset", "voc2007", root=str(voc), split="trainval", difficult=modes)
+    assert rows(trainval, SPLITS["trainval"])["000009"] == {"horse": 1, "person": 1}
+    test = mlcore.create("dataset", "voc2007", root=str(voc), split="test", difficult=modes)
+    assert rows(test, SPLITS["test"])["000002"] == {"train": -1}
+    train = mlcore.create("dataset", "voc2007", root=str(voc), split="train", difficult=modes)  # not named: drop
+    assert rows(train, SPLITS["train"])["000005"] == {"chair": 1}
+    cfg = tiny_config(tmp_path / "run", dataset={"name": "voc2007", "root": str(voc),
+                                                 "difficult": {"trainval": "positive", "test": "hard"}})
+    with pytest.raises(ConfigError, match=r"dataset.difficult: test: Unknown value 'hard'"):
+        mlcore.load_config(cfg)

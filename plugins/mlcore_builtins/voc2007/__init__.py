@@ -8,8 +8,10 @@ and test releases in one ``VOC2007`` folder (both archives unpack into
 ``drop`` (the default, the seed's rule), ``ignore`` (a label seen only in difficult
 objects of an image is unknown there: left out of the loss and of that label's AP —
 how mmpretrain evaluates VOC, and what ML-GCN's evaluation does) or ``positive`` (what
-ML-GCN's training does). An object that is difficult in one box and not in another
-makes the label positive in every mode.
+ML-GCN's training does) — for every split, or per split as a mapping (ML-GCN's
+protocol: ``{trainval: positive, test: ignore}``; a split not named: ``drop``). An
+object that is difficult in one box and not in another makes the label positive in
+every mode.
 """
 from __future__ import annotations
 
@@ -23,10 +25,18 @@ from mlcore import Plugin
 class VOC2007Config:
     """``root``: a VOC2007 folder holding ``Annotations/``, ``JPEGImages/``,
     ``ImageSets/Main/`` (trainval and test merged); ``difficult``: ``drop``, ``ignore``
-    or ``positive``."""
+    or ``positive``, or a mapping of split names to those."""
 
     root: str = field(metadata={"path": "dir"})
-    difficult: Literal["drop", "ignore", "positive"] = "drop"
+    difficult: Literal["drop", "ignore", "positive"] | dict[str, Literal["drop", "ignore", "positive"]] = "drop"
+
+    def validate(self):
+        from mlcore_builtins.voc2012.reader import DIFFICULT_MODES
+
+        if not isinstance(self.difficult, dict):
+            return []
+        return [("difficult", f"{split}: Unknown value {mode!r}. Valid values are {list(DIFFICULT_MODES)}")
+                for split, mode in self.difficult.items() if mode not in DIFFICULT_MODES]
 
 
 def build(cfg: VOC2007Config, split: str, transform=None):

@@ -22,7 +22,15 @@ class VOC2012Config:
     ``difficult``: ``drop``, ``ignore`` or ``positive`` (see the module's docstring)."""
 
     root: str = field(metadata={"path": "dir"})
-    difficult: Literal["drop", "ignore", "positive"] = "drop"
+    difficult: Literal["drop", "ignore", "positive"] | dict[str, Literal["drop", "ignore", "positive"]] = "drop"
+
+    def validate(self):
+        from mlcore_builtins.voc2012.reader import DIFFICULT_MODES
+
+        if not isinstance(self.difficult, dict):
+            return []
+        return [("difficult", f"{split}: Unknown value {mode!r}. Valid values are {list(DIFFICULT_MODES)}")
+                for split, mode in self.difficult.items() if mode not in DIFFICULT_MODES]
 
 
 def build(cfg: VOC2012Config, split: str, transform=None):

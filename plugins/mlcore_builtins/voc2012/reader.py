@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import os
 import xml.etree.ElementTree as ET
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 
 from mlcore import LabelIndex, MlcoreError, SplitIndex, cached_index, targets_from_lists
 
@@ -57,11 +57,18 @@ def image_labels(xml_path: str) -> list[tuple[str, bool]]:
 DIFFICULT_MODES = ("drop", "ignore", "positive")
 
 
+def mode_of(difficult: str | Mapping[str, str], split: str) -> str:
+    """The difficult mode of ``split``: one mode for every split, or a mapping of split
+    names to modes (a split it does not name: ``drop``)."""
+    mode = difficult.get(split, "drop") if isinstance(difficult, Mapping) else difficult
+    if mode not in DIFFICULT_MODES:
+        raise MlcoreError(f"Unknown value {mode!r} for argument difficult. Valid values are {list(DIFFICULT_MODES)}")
+    return mode
+
+
 def build_index(root: str, classes: Sequence[str], splits: dict[str, list[str]],
-                difficult: str = "drop") -> LabelIndex:
-    if difficult not in DIFFICULT_MODES:
-        raise MlcoreError(f"Unknown value {difficult!r} for argument difficult. Valid values are "
-                          f"{list(DIFFICULT_MODES)}")
+                difficult: str | Mapping[str, str] = "drop") -> LabelIndex:
+    modes = {name: mode_of(difficult, name) for name in splits}
     index = {c: j for j, c in enumerate(classes)}
     images_dir = os.path.join(root, "JPEGImages")
     present = set(os.listdir(images_dir)) if os.path.isdir(images_dir) else set()
@@ -79,25 +86,24 @@ def build_index(root: str, classes: Sequence[str], splits: dict[str, list[str]],
                 only_difficult.append(j)
             elif j not in row:
                 row.append(j)
-        only_difficult = sorted(set(only_difficult) - set(row))
-        if difficult == "positive":
-            row += only_difficult
-        hard[image_id] = only_difficult if difficult == "ignore" else []
         if f"{image_id}.jpg" not in present:
             raise MlcoreError(f"image {image_id!r} is listed but {os.path.join(images_dir, image_id + '.jpg')!r} "
                               f"does not exist")
-        labels[image_id] = row
+        labels[image_id], hard[image_id] = row, sorted(set(only_difficult) - set(row))
     out = LabelIndex(list(classes))
     for name, ids in splits.items():
-        unknown = [hard[i] for i in ids] if difficult == "ignore" else None
+        mode = modes[name]
+        positives = [labels[i] + (hard[i] if mode == "positive" else []) for i in ids]
+        unknown = [hard[i] for i in ids] if mode == "ignore" else None
         out.splits[name] = SplitIndex([f"JPEGImages/{i}.jpg" for i in ids],
-                                      targets_from_lists([labels[i] for i in ids], len(classes), unknown))
+                                      targets_from_lists(positives, len(classes), unknown))
     return out
 
 
-def voc_index(root: str, classes: Sequence[str], kind: str = "voc", difficult: str = "drop") -> LabelIndex:
-    """The label index of every split of a VOC-layout folder (cached); ``difficult`` is
-    one of :data:`DIFFICULT_MODES`."""
+def voc_index(root: str, classes: Sequence[str], kind: str = "voc",
+              difficult: str | Mapping[str, str] = "drop") -> LabelIndex:
+    """The label index of every split of a VOC-layout folder (cached); ``difficult``: one
+    of :data:`DIFFICULT_MODES`, or a mapping of split names to them (see :func:`mode_of`)."""
     files = split_files(root)
     if not files:
         raise MlcoreError(f"{os.path.join(root, 'ImageSets', 'Main')!r} holds no split list (train.txt, val.txt…)")
@@ -106,5 +112,6 @@ def voc_index(root: str, classes: Sequence[str], kind: str = "voc", difficult: s
     missing = next((x for x in xmls if not os.path.isfile(x)), None)
     if missing:
         raise MlcoreError(f"annotation file {missing!r} does not exist")
-    return cached_index(kind, {"root": os.path.abspath(root), "classes": list(classes), "difficult": difficult},
-                        list(files.values()) + xmls, lambda: build_index(root, classes, splits, difficult))
+    modes = {name: mode_of(difficult, name) for name in splits}
+    return cached_index(kind, {"root": os.path.abspath(root), "classes": list(classes), "difficult": modes},
+                        list(files.values()) + xmls, lambda: build_index(root, classes, splits, modes))
