@@ -175,8 +175,11 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--side", type=int, default=14, help="the map's side (14: 448 px on a ResNet-50)")
     ap.add_argument("--runs", type=int, default=3)
     ap.add_argument("--steps", type=int, default=3)
+    ap.add_argument("--threads", type=int, default=0, help="torch threads (0: torch's default)")
     ap.add_argument("--no-q2l", action="store_true", help="leave out benchmarks/heads_q2l.py's Query2Label rows")
     args = ap.parse_args(argv)
+    if args.threads:
+        torch.set_num_threads(args.threads)
     torch.manual_seed(0)
     b = args.batch
     x = torch.randn(b, IN_DIM, args.side, args.side, requires_grad=True)

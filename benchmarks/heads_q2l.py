@@ -11,8 +11,8 @@ ResNet-101 gives at 448 px), batch 2, float32, training mode; forward + backward
 outputs are checked equal (in evaluation mode: dropout off) before timing.
 
 Memory: on CUDA the peak allocated during forward + backward; on the CPU (where
-``tracemalloc`` does not see torch's allocations) the bytes of the tensors autograd saves
-for the backward pass — the activation memory that makes the peak of a training step.
+``tracemalloc`` does not see torch's allocations) the bytes of the activations autograd saves
+for the backward pass (parameters and input left out) — what makes the peak of a training step.
 
 ``python benchmarks/heads_q2l.py`` prints the ratios over 3 runs (min–max).
 """
@@ -102,21 +102,25 @@ class OfficialHead(nn.Module):
         return (self.fc.W * hs).sum(-1) + self.fc.b
 
 
-def _saved_bytes(fn) -> int:
-    """Bytes of the distinct tensors autograd saves while ``fn`` runs."""
+def _saved_bytes(model: nn.Module, x: torch.Tensor) -> int:
+    """Bytes of the distinct activation tensors autograd saves in a forward pass of
+    ``model`` on ``x`` (the parameters and the input, which exist anyway, left out)."""
+    own = {p.untyped_storage().data_ptr() for p in model.parameters()} | {x.untyped_storage().data_ptr()}
     seen: dict[int, int] = {}
 
     def pack(t):
-        seen[t.untyped_storage().data_ptr()] = t.untyped_storage().nbytes()
+        ptr = t.untyped_storage().data_ptr()
+        if ptr not in own:
+            seen[ptr] = t.untyped_storage().nbytes()
         return t
 
     with torch.autograd.graph.saved_tensors_hooks(pack, lambda t: t):
-        out = fn()
+        out = model(x)
     out.sum().backward()
     return sum(seen.values())
 
 
-def _step(model: nn.Module, x: torch.Tensor, device: torch.device) -> tuple[float, int]:
+def _step(model: nn.Module, x: torch.Tensor, device: torch.device, amp: bool = False) -> tuple[float, int]:
     """Seconds of one forward + backward, and its memory (see the module docstring)."""
     model.zero_grad(set_to_none=True)
     if device.type == "cuda":
@@ -124,7 +128,8 @@ def _step(model: nn.Module, x: torch.Tensor, device: torch.device) -> tuple[floa
         torch.cuda.reset_peak_memory_stats()
         base = torch.cuda.memory_allocated()
     start = time.perf_counter()
-    out = model(x)
+    with torch.autocast(device.type, dtype=torch.bfloat16, enabled=amp):
+        out = model(x)
     out.float().pow(2).sum().backward()
     if device.type == "cuda":
         torch.cuda.synchronize()
@@ -132,12 +137,20 @@ def _step(model: nn.Module, x: torch.Tensor, device: torch.device) -> tuple[floa
     return time.perf_counter() - start, 0
 
 
-def measure(repeats: int = 3, iters: int = 1) -> list[dict]:
-    """One dict per run: seconds of one forward + backward (best of ``iters``) of the
-    official formulation and of mlcore's, their memory, and the ratios. Each model is warmed
-    up once first (on the CPU that pass also counts the saved bytes, which do not vary);
-    the order of the two alternates between runs, so a drift in the machine's load is shared."""
+def measure(repeats: int = 3, iters: int | None = None, *, reassociate: bool | None = None,
+            amp: bool = False) -> list[dict]:
+    """One dict per run: seconds of one forward + backward (best of ``iters``: default 1 on
+    the CPU, 10 on CUDA) of the official formulation and of mlcore's, their memory, and the
+    ratios. Each model is warmed up once first (on the CPU that pass also counts the saved
+    bytes, which do not vary); the order of the two alternates between runs, so a drift in
+    the machine's load is shared. ``reassociate`` forces mlcore's cross-attention one way
+    (``DecoderLayer.reassociate``; None: its own choice); ``amp``: both under bf16 autocast
+    (the outputs are compared in float32 first either way)."""
+    from mlcore_builtins.q2l.model import DecoderLayer
+
+    DecoderLayer.reassociate = reassociate
     device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    iters = iters or (10 if device.type == "cuda" else 1)
     torch.manual_seed(0)
     ours = Query2Label(Features(), CLASSES, heads=HEADS, ff_dim=FF).to(device)
     official = OfficialHead().to(device)
@@ -152,34 +165,46 @@ def measure(repeats: int = 3, iters: int = 1) -> list[dict]:
     saved = {}
     for name, model in models.items():  # warm-up
         model.zero_grad(set_to_none=True)
-        saved[name] = _saved_bytes(lambda: model(x))
+        saved[name] = _saved_bytes(model, x)
+        if device.type == "cuda":
+            _step(model, x, device, amp)
     runs = []
     for i in range(repeats):
         row = {}
         for name in (("official", "mlcore") if i % 2 == 0 else ("mlcore", "official")):
-            times, mems = zip(*(_step(models[name], x, device) for _ in range(iters)))
+            times, mems = zip(*(_step(models[name], x, device, amp) for _ in range(iters)))
             row[f"{name}_s"] = min(times)
             row[f"{name}_mem"] = max(mems) if device.type == "cuda" else saved[name]
         row["speedup"] = row["official_s"] / row["mlcore_s"]
         row["memory_ratio"] = row["mlcore_mem"] / row["official_mem"]
-        row["device"] = device.type
+        row["device"], row["amp"], row["reassociate"] = device.type, amp, reassociate
         row["memory"] = "peak allocated" if device.type == "cuda" else "saved for backward"
         runs.append(row)
+    DecoderLayer.reassociate = None
     return runs
 
 
-def main() -> None:
-    runs = measure(3)
+def report(runs: list[dict], label: str) -> None:
     for r in runs:
-        print(f"official {r['official_s'] * 1e3:8.1f} ms {r['official_mem'] / 2**20:8.1f} MiB | "
+        print(f"  official {r['official_s'] * 1e3:8.1f} ms {r['official_mem'] / 2**20:8.1f} MiB | "
               f"mlcore {r['mlcore_s'] * 1e3:8.1f} ms {r['mlcore_mem'] / 2**20:8.1f} MiB")
     sp = [r["speedup"] for r in runs]
     mr = [r["memory_ratio"] for r in runs]
-    print(f"[{runs[0]['device']}, batch {BATCH}, {SIDE}x{SIDE}x{DIM}, {CLASSES} classes, forward+backward]")
-    print(f"speedup official/mlcore: median {statistics.median(sp):.3f} (min {min(sp):.3f}, max {max(sp):.3f})")
-    print(f"memory mlcore/official ({runs[0]['memory']}): median {statistics.median(mr):.3f} "
+    print(f"{label} [{runs[0]['device']}, batch {BATCH}, {SIDE}x{SIDE}x{DIM}, {CLASSES} classes, forward+backward]")
+    print(f"  speedup official/mlcore: median {statistics.median(sp):.3f} (min {min(sp):.3f}, max {max(sp):.3f})")
+    print(f"  memory mlcore/official ({runs[0]['memory']}): median {statistics.median(mr):.3f} "
           f"(min {min(mr):.3f}, max {max(mr):.3f})")
 
 
+def main(argv: list[str]) -> None:
+    """Prints the default comparison; ``--variants`` adds mlcore with the cross-attention as
+    written (no reassociation) and, on CUDA, both under bf16 autocast."""
+    report(measure(3), "float32")
+    if "--variants" in argv:
+        report(measure(3, reassociate=False), "float32, mlcore's cross-attention as written")
+        if torch.cuda.is_available():
+            report(measure(3, amp=True), "bf16 autocast")
+
+
 if __name__ == "__main__":
-    main()
+    main(sys.argv[1:])

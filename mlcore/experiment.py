@@ -75,10 +75,18 @@ class Experiment:
 
     @cached_property
     def label_info(self) -> LabelInfo:
-        """Label statistics of the train split only (never validation labels)."""
-        classes, targets = self.classes, self.train_set.targets
+        """Label statistics of the train split only (never validation labels): the
+        dataset's own ``label_info()`` where it has one (a dataset too large for a dense
+        N×C ``targets`` matrix, such as OpenImages, counts its sparse labels), else
+        counted from ``targets``."""
+        ds = self.train_set
         try:
-            return LabelInfo.from_targets(classes, targets)
+            if callable(getattr(ds, "label_info", None)):
+                info = ds.label_info()
+                if not isinstance(info, LabelInfo) or list(info.classes) != self.classes:
+                    raise ValueError("label_info() must give a LabelInfo of the split's classes")
+                return info
+            return LabelInfo.from_targets(self.classes, ds.targets)
         except Exception as exc:
             raise PluginError(f"dataset '{self.config.dataset.name}': the targets of split "
                               f"{self.config.data.train_split!r} are unusable: "

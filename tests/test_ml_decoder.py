@@ -414,6 +414,10 @@ def test_trains_from_a_config(tmp_path, reg):
     exp = mlcore.build(cfg, registry=reg)
     head = exp.model.head
     assert isinstance(exp.model, MLDecoder) and (head.groups, head.group_size) == (4, 3)  # 10 classes
+    from mlcore.engine.optim import build_optimizer
+
+    in_opt = {id(p) for g in build_optimizer(exp.config.optimizer, exp.model).param_groups for p in g["params"]}
+    assert id(head.decoder.query_embed.weight) not in in_opt and id(head.decoder.duplicate_pooling) in in_opt
     queries = head.decoder.query_embed.weight.detach().clone()
     pooling = head.decoder.duplicate_pooling.detach().clone()
     assert exp.fit()["reason"] == "finished"

@@ -16,7 +16,8 @@ from conftest import ROOT, tiny_config
 from mlcore.errors import ConfigError, MlcoreError
 from mlcore.registry import Registry
 from mlcore_builtins.q2l import plugin
-from mlcore_builtins.q2l.model import Query2Label, parameter_count, sine_position_encoding
+from mlcore_builtins.q2l.model import (DecoderLayer, Query2Label, parameter_count, reassociation_pays,
+                                       sine_position_encoding)
 
 C = 5
 SHAPES_CLASSES = 10  # the generated ``shapes`` set's label count
@@ -139,8 +140,12 @@ def test_position_encoding_is_detrs(h, w, dim):
     assert torch.allclose(got.double(), reference_pe(h, w, dim), atol=2e-6)
 
 
+@pytest.mark.parametrize("reassociate", [False, True])
 @pytest.mark.parametrize("enc,dec", [(1, 2), (0, 1), (2, 3)])
-def test_the_head_computes_the_official_formula(enc, dec):
+def test_the_head_computes_the_official_formula(enc, dec, reassociate, monkeypatch):
+    """Both ways of computing the cross-attention (as written, and with the key/value
+    projections moved to the queries) give the official logits."""
+    monkeypatch.setattr(DecoderLayer, "reassociate", reassociate)
     torch.manual_seed(enc * 10 + dec)
     model = Query2Label(TinyBackbone(16), C, heads=4, ff_dim=32, enc_layers=enc, dec_layers=dec).eval()
     perturb(model)
@@ -151,6 +156,30 @@ def test_the_head_computes_the_official_formula(enc, dec):
         full = model(torch.rand(2, 3, 12, 16))
     assert got.shape == (3, C) and full.shape == (2, C)
     assert torch.allclose(got.double(), want, atol=1e-4), (got.double() - want).abs().max()
+
+
+def test_the_two_cross_attentions_have_the_same_gradients(monkeypatch):
+    torch.manual_seed(7)
+    model = Query2Label(TinyBackbone(16), C, heads=2, ff_dim=32, dropout=0.0).train()
+    perturb(model)
+    fmap = torch.randn(2, 16, 3, 3)
+
+    def grads(reassociate):
+        monkeypatch.setattr(DecoderLayer, "reassociate", reassociate)
+        model.zero_grad()
+        model.head(fmap).pow(2).sum().backward()
+        return {n: p.grad.clone() for n, p in model.named_parameters() if p.grad is not None}
+
+    written, moved = grads(False), grads(True)
+    assert written.keys() == moved.keys()
+    for name in written:
+        assert torch.allclose(written[name], moved[name], rtol=1e-4, atol=1e-5), name
+
+
+def test_the_cheaper_cross_attention_is_chosen():
+    # the released R101-448 head at batch 2: moving the projections pays; with 500 labels it does not
+    assert reassociation_pays(2, 1, 80, 196, 2048, 4) and reassociation_pays(2, 2, 80, 196, 2048, 4)
+    assert not reassociation_pays(2, 2, 500, 196, 2048, 4)
 
 
 def test_hidden_must_be_the_trunks_width():
@@ -374,7 +403,9 @@ def test_the_voc2007_recipe_composes_and_loads_once_its_dataset_exists(reg):
     from mlcore.config import compose
 
     data, _, _ = compose(ROOT / "configs" / "voc2007_q2l.yaml")
-    assert data["dataset"]["name"] == "voc2007" and data["model"]["name"] == "q2l"
+    assert data["dataset"] == {"name": "voc2007", "root": "data/VOC2007",
+                               "difficult": {"trainval": "drop", "test": "ignore"}}
+    assert data["model"]["name"] == "q2l" and data["data"]["scale_size"] == 448
     if reg.record_of("dataset", "voc2007") is None:
         pytest.skip("the voc2007 dataset plugin does not exist yet: configs/voc2007_q2l.yaml not checked")
     voc = mlcore.load_config(ROOT / "configs" / "voc2007_q2l.yaml", registry=reg, check_files=False)

@@ -164,11 +164,15 @@ class Trainer:
 
     def _check_unknown_labels(self) -> None:
         """A training set with unknown labels (-1) under ``data.unknown_labels: ignore``
-        needs a loss that leaves them out: one that says so (``handles_unknown``)."""
-        targets = getattr(self.experiment.train_set, "targets", None)
-        if self.config.data.unknown_labels != "ignore" or targets is None or not np.size(targets):
+        needs a loss that leaves them out: one that says so (``handles_unknown``). The
+        count comes from the dataset's ``num_unknown`` where it has one, else ``targets``."""
+        if self.config.data.unknown_labels != "ignore":
             return
-        unknown = int((np.asarray(targets) < 0).sum())
+        ds = self.experiment.train_set
+        unknown = getattr(ds, "num_unknown", None)  # a sparse dataset counts them itself
+        if unknown is None:
+            targets = getattr(ds, "targets", None)
+            unknown = int((np.asarray(targets) < 0).sum()) if targets is not None and np.size(targets) else 0
         loss = self.experiment.loss
         if unknown and not getattr(loss, "handles_unknown", False):
             raise ConfigError(f"loss: the training set has {unknown} unknown label(s) (-1) and loss "
