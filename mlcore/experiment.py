@@ -50,9 +50,14 @@ class Experiment:
         spec = self.config.dataset
         ds = _built(f"dataset '{spec.name}' failed to build the {split!r} split", spec,
                     split=split, transform=transform)
-        for attr in ("classes", "images", "targets", "__len__", "__getitem__"):
+        # a dense N×C ``targets`` matrix, or — for a dataset too large for one (OpenImages:
+        # 9M × 9,605) — its own ``label_info()``; ``images`` (paths) is optional
+        for attr in ("classes", "__len__", "__getitem__"):
             if not hasattr(ds, attr):
                 raise MlcoreError(f"dataset '{spec.name}' gave an object without '{attr}' for split {split!r}")
+        if not hasattr(ds, "targets") and not callable(getattr(ds, "label_info", None)):
+            raise MlcoreError(f"dataset '{spec.name}' gave an object with neither 'targets' nor 'label_info()' "
+                              f"for split {split!r}")
         if len(ds) == 0:
             raise MlcoreError(f"dataset '{spec.name}': split {split!r} is empty")
         return ds

@@ -176,10 +176,22 @@ def test_the_two_cross_attentions_have_the_same_gradients(monkeypatch):
         assert torch.allclose(written[name], moved[name], rtol=1e-4, atol=1e-5), name
 
 
-def test_the_cheaper_cross_attention_is_chosen():
+def test_the_cheaper_cross_attention_is_chosen(monkeypatch):
     # the released R101-448 head at batch 2: moving the projections pays; with 500 labels it does not
     assert reassociation_pays(2, 1, 80, 196, 2048, 4) and reassociation_pays(2, 2, 80, 196, 2048, 4)
     assert not reassociation_pays(2, 2, 500, 196, 2048, 4)
+    # taken in float32 when it pays (2 labels, 8×8 positions), never under bf16 autocast
+    calls = []
+    moved = DecoderLayer.cross_attend_reassociated
+    monkeypatch.setattr(DecoderLayer, "cross_attend_reassociated", lambda self, *a: calls.append(1) or moved(self, *a))
+    model = Query2Label(TinyBackbone(16), 2, heads=2, ff_dim=8, dec_layers=1).eval()
+    fmap = torch.randn(2, 16, 8, 8)
+    with torch.no_grad():
+        model.head(fmap)
+        assert calls == [1]
+        with torch.autocast("cpu", dtype=torch.bfloat16):
+            model.head(fmap)
+    assert calls == [1]
 
 
 def test_hidden_must_be_the_trunks_width():
@@ -389,6 +401,7 @@ def test_config_errors_name_the_field(tmp_path, reg):
 def test_the_recipes_load(reg):
     cfg = mlcore.load_config(ROOT / "configs" / "coco_q2l.yaml", registry=reg, check_files=False)
     m = cfg.model.cfg
+    assert (cfg.dataset.name, cfg.dataset.cfg.keep_empty) == ("coco", True)
     assert (cfg.model.name, m.backbone, m.hidden_dim, m.heads, m.ff_dim, m.enc_layers, m.dec_layers, m.dropout) == (
         "q2l", "resnet101", None, 4, 8192, 1, 2, 0.1)
     assert (cfg.data.scale_size, cfg.data.crop_size, cfg.data.train_crops, cfg.data.hflip) == (448, 448, None, False)

@@ -60,7 +60,8 @@ def run(args: argparse.Namespace) -> int:
     lines = []
     k = max(1, min(args.topk, scores_np.shape[1]))
     top = np.argsort(-scores_np, axis=1, kind="stable")[:, :k]
-    for path, idx in zip(ds.images, top):
+    names = getattr(ds, "images", None)
+    for path, idx in zip(names if names is not None else map(str, range(len(ds))), top):
         lines.append(f"{path}\t{','.join(exp.classes[j] for j in idx)}")
     write_file(buf.getvalue(), out / "scores.npy")
     write_file("\n".join(lines) + "\n", out / "predictions.tsv")
@@ -70,8 +71,10 @@ def run(args: argparse.Namespace) -> int:
         from .plots import ap_bars, pr_curves
 
         ap_bars(exp.classes, metrics.get("ap_list") or [], str(out / "ap_per_class.png"))
-        pr_curves(exp.classes, scores_np, np.asarray(ds.targets), str(out / "pr_curves.png"))
-        written += ["ap_per_class.png", "pr_curves.png"]
+        written.append("ap_per_class.png")
+        if hasattr(ds, "targets"):  # a sparse dataset (OpenImages) has no dense matrix to plot from
+            pr_curves(exp.classes, scores_np, np.asarray(ds.targets), str(out / "pr_curves.png"))
+            written.append("pr_curves.png")
     print_metrics(metrics, exp.classes)
     if "ema_mAP" in result:
         print(f"EMA of the weights: mAP {result['ema_mAP']:.4f}")

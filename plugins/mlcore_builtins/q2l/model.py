@@ -143,10 +143,13 @@ class DecoderLayer(nn.Module):
     into the memory, a ReLU feed-forward.
 
     ``reassociate``: None (default) computes the cross-attention the cheaper of two exact
-    ways (:func:`reassociation_pays`): as written, or with the key and value projections
-    moved to the query side (:meth:`cross_attend_reassociated`) — with few label queries and
-    many positions the latter avoids projecting every position of the memory; True/False
-    forces one."""
+    ways: as written, or with the key and value projections moved to the query side
+    (:meth:`cross_attend_reassociated`) — with few label queries and many positions the
+    latter avoids projecting every position of the memory. It is taken when it needs fewer
+    multiply-adds (:func:`reassociation_pays`) and runs in float32, where those dominate;
+    under bf16 autocast the matrix products are cheap and its extra, oddly shaped ones made
+    the R101-448 head 10-15% slower on an H200, so the layer computes as written there.
+    True/False forces one way."""
 
     reassociate: bool | None = None
 
@@ -193,8 +196,9 @@ class DecoderLayer(nn.Module):
         qw, kw, vw = att.weights(1, 1, 1)
         q = F.linear(query, *qw)
         moved = self.reassociate
-        if moved is None:
-            moved = reassociation_pays(b, q.shape[0], q.shape[1], p, d, att.heads)
+        if moved is None:  # fewer multiply-adds pay where they dominate: float32, not under autocast
+            moved = (q.dtype == torch.float32 and not torch.is_autocast_enabled(memory.device.type)
+                     and reassociation_pays(b, q.shape[0], q.shape[1], p, d, att.heads))
         if moved:
             out = self.cross_attend_reassociated(q, memory, pos, kw, vw)
         else:
