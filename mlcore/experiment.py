@@ -45,7 +45,8 @@ class Experiment:
         from .data.transforms import TrainTransform
 
         d = self.config.data
-        transform = (TrainTransform(d.scale_size, d.crop_size, d.train_crops, d.hflip, d.randaugment, d.cutout)
+        transform = (TrainTransform(d.scale_size, d.crop_size, d.train_crops, d.hflip, d.randaugment, d.cutout,
+                                    d.random_resized_crop)
                      if train else self.eval_transform)
         spec = self.config.dataset
         ds = _built(f"dataset '{spec.name}' failed to build the {split!r} split", spec,

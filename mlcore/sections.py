@@ -35,7 +35,10 @@ class DataSection:
 
     Training images are resized to ``scale_size``², cropped at a random place with a size
     drawn from ``train_crops`` (the seed's multi-scale crop; default: ``crop_size`` only),
-    resized to ``crop_size``² and flipped at random (``hflip``); ``randaugment`` (torchvision's
+    resized to ``crop_size``² and flipped at random (``hflip``) — or, with
+    ``random_resized_crop: [min, max]``, cropped as torchvision's RandomResizedCrop does
+    (that fraction of the image's area, aspect 3/4–4/3; CSRA's and ASL's crop) and resized
+    to ``crop_size``²; ``randaugment`` (torchvision's
     defaults) and ``cutout`` (a square of that fraction of the side, as in ASL) are
     options. Evaluation resizes to ``scale_size``² and takes the centre ``crop_size``²
     crop. ``mean``/``std`` normalize on the device. ``on_bad_image``: ``warn`` replaces an
@@ -53,6 +56,7 @@ class DataSection:
     scale_size: int = 512
     crop_size: int = 448
     train_crops: list[int] | None = None
+    random_resized_crop: list[float] | None = None
     hflip: bool = True
     randaugment: bool = False
     cutout: float = 0.0
@@ -72,6 +76,12 @@ class DataSection:
         for c in self.train_crops or []:
             if not 0 < c <= self.scale_size:
                 out.append(("train_crops", f"each crop must be in 1..scale_size ({self.scale_size}), got {c}"))
+        rrc = self.random_resized_crop
+        if rrc is not None and not (len(rrc) == 2 and 0 < rrc[0] <= rrc[1] <= 1):
+            out.append(("random_resized_crop", f"must be [min, max] area fractions with 0 < min <= max <= 1, "
+                                               f"got {rrc!r}"))
+        elif rrc is not None and self.train_crops:
+            out.append(("random_resized_crop", "replaces train_crops: give one or the other"))
         for key in ("mean", "std"):
             if len(getattr(self, key)) != 3:
                 out.append((key, f"must hold 3 numbers (R, G, B), got {getattr(self, key)!r}"))

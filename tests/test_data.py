@@ -104,3 +104,32 @@ def test_label_info_counts_and_cooccurrence():
     info = mlcore.LabelInfo.from_targets(["a", "b", "c"], [[1, 1, 0], [1, 0, 0], [0, 1, 1]])
     assert info.counts.tolist() == [2, 2, 1] and info.num_images == 3
     assert info.cooccurrence.tolist() == [[2, 1, 0], [1, 2, 1], [0, 1, 1]]
+
+
+def test_random_resized_crop_is_torchvisions_on_the_decoded_image():
+    from torchvision import transforms as T
+
+    img = torch.randint(0, 256, (3, 60, 90), dtype=torch.uint8)
+    ours = TrainTransform(64, 48, hflip=False, random_resized_crop=[0.7, 1.0])
+    theirs = T.RandomResizedCrop(48, scale=(0.7, 1.0), antialias=True)
+    for seed in range(5):
+        torch.manual_seed(seed)
+        a = ours(img)
+        torch.manual_seed(seed)
+        b = theirs(img)  # the same box; torchvision's v1 resize rounds uint8 a little differently
+        assert a.shape == (3, 48, 48) and (a.int() - b.int()).abs().max() <= 1
+    assert "random_resized_crop=[0.7, 1.0]" in repr(ours)
+
+
+@pytest.mark.parametrize("value, message", [([0.0, 1.0], "must be \\[min, max\\] area fractions"),
+                                            ([0.8, 0.7], "must be \\[min, max\\] area fractions"),
+                                            ([0.7], "must be \\[min, max\\] area fractions")])
+def test_random_resized_crop_is_checked(tmp_path, value, message):
+    from conftest import tiny_config
+
+    cfg = tiny_config(tmp_path, data={"scale_size": 32, "crop_size": 32, "random_resized_crop": value})
+    with pytest.raises(mlcore.ConfigError, match="data.random_resized_crop: " + message):
+        mlcore.load_config(cfg)
+    cfg["data"] = {"scale_size": 32, "crop_size": 32, "train_crops": [28], "random_resized_crop": [0.7, 1]}
+    with pytest.raises(mlcore.ConfigError, match="replaces train_crops"):
+        mlcore.load_config(cfg)

@@ -6,7 +6,8 @@ size drawn from ``crops``, resize that to ``crop``², flip horizontally at rando
 optionally, RandAugment and Cutout. The two resizes are fused into one: the crop box is
 mapped back onto the decoded image and that region is resized to ``crop``² directly —
 the same geometry, one interpolation instead of two, and no full-size intermediate.
-Evaluation: resize to ``scale``², centre crop ``crop``². Randomness uses torch's global
+With ``random_resized_crop`` (an area range), the crop is torchvision's RandomResizedCrop
+on the decoded image instead. Evaluation: resize to ``scale``², centre crop ``crop``². Randomness uses torch's global
 generator, which the engine seeds per sample so runs and resumes are reproducible.
 """
 from __future__ import annotations
@@ -47,8 +48,12 @@ class TrainTransform:
     the crop side, filled with the ImageNet mean colour)."""
 
     def __init__(self, scale: int, crop: int, crops: Sequence[int] | None = None, hflip: bool = True,
-                 randaugment: bool = False, cutout: float = 0.0):
+                 randaugment: bool = False, cutout: float = 0.0,
+                 random_resized_crop: Sequence[float] | None = None):
         self.scale, self.crop = scale, crop
+        #: torchvision's RandomResizedCrop area range on the decoded image (aspect ratio
+        #: 3/4–4/3) instead of the multi-scale square crop: CSRA's and ASL's training crop
+        self.area = tuple(random_resized_crop) if random_resized_crop else None
         self.crops = list(crops) if crops else [crop]
         self.hflip = hflip
         self.cutout = cutout
@@ -61,6 +66,12 @@ class TrainTransform:
     def __call__(self, img: torch.Tensor) -> torch.Tensor:
         from torchvision.transforms.v2 import functional as F
 
+        if self.area is not None:
+            from torchvision.transforms import RandomResizedCrop
+
+            y0, x0, hh, ww = RandomResizedCrop.get_params(img, list(self.area), [3 / 4, 4 / 3])
+            img = F.resized_crop(img, y0, x0, hh, ww, [self.crop, self.crop], antialias=True)
+            return self._augment(img)
         h, w = img.shape[-2:]
         size = self.crops[int(torch.randint(len(self.crops), ()))] if len(self.crops) > 1 else self.crops[0]
         top, left = (int(v) for v in torch.randint(self.scale - size + 1, (2,))) if size < self.scale else (0, 0)
@@ -68,6 +79,10 @@ class TrainTransform:
         y0, y1 = round(top * h / self.scale), round((top + size) * h / self.scale)
         x0, x1 = round(left * w / self.scale), round((left + size) * w / self.scale)
         img = F.resized_crop(img, y0, x0, max(y1 - y0, 1), max(x1 - x0, 1), [self.crop, self.crop], antialias=True)
+        return self._augment(img)
+
+    def _augment(self, img: torch.Tensor) -> torch.Tensor:
+        """The flip, RandAugment and Cutout, after the crop."""
         if self.hflip and bool(torch.rand(()) < 0.5):
             img = img.flip(-1)
         if self.randaugment is not None:
@@ -81,7 +96,8 @@ class TrainTransform:
         return img.contiguous()
 
     def __repr__(self) -> str:
-        return (f"TrainTransform(scale={self.scale}, crop={self.crop}, crops={self.crops}, hflip={self.hflip}, "
+        geometry = f"random_resized_crop={list(self.area)}" if self.area else f"scale={self.scale}, crops={self.crops}"
+        return (f"TrainTransform({geometry}, crop={self.crop}, hflip={self.hflip}, "
                 f"randaugment={self.randaugment is not None}, cutout={self.cutout})")
 
 
