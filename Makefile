@@ -1,6 +1,7 @@
 # make install — .venv with the project (editable) and its test tools; quick when done
 # make demo    — train and evaluate a small model on the generated `shapes` set
 # make demo-ssgrl — the same with SSGRL's head
+# make demo-heads — the same with ML-Decoder's head (query-based, the field's newest)
 # make test    — the test suite
 # make fuzz    — the config fuzzing tests with a large budget (random examples each run)
 # make bench   — benchmarks (ratios against a baseline measured in the same run; the first
@@ -11,7 +12,7 @@ VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 
-.PHONY: install demo demo-ssgrl test fuzz bench clean
+.PHONY: install demo demo-ssgrl demo-heads test fuzz bench clean
 
 install: $(STAMP)
 
@@ -29,6 +30,10 @@ demo-ssgrl: install
 	$(PY) -m mlcore_builtins.shapes.vectors runs/demo_ssgrl/label_vectors.npy
 	$(VENV)/bin/mlcore train configs/demo_ssgrl.yaml
 	$(VENV)/bin/mlcore evaluate configs/demo_ssgrl.yaml
+
+demo-heads: install
+	$(VENV)/bin/mlcore train configs/demo_ml_decoder.yaml
+	$(VENV)/bin/mlcore evaluate configs/demo_ml_decoder.yaml
 
 test: install
 	$(PY) -m pytest -q
