@@ -275,13 +275,14 @@ def test_official_checkpoints_load_and_give_the_same_logits(tmp_path, reg):
     bare = official_file(tmp_path / "model_best.pth.tar", state)
     wrapped = official_file(tmp_path / "model_best_ddp.pth.tar", {"module." + k: v for k, v in state.items()})
 
-    x = torch.rand(2, 3, 64, 64)
+    x = torch.rand(2, 3, 40, 40)  # a 2×2 map
     with torch.no_grad():
         want = model(x)
         fmap = model.backbone(x)
     assert torch.allclose(want.double(), reference_head(fmap, state, 4, 1, 2), atol=1e-4)
+    fresh = built().eval()
     for path in (bare, wrapped):
-        fresh = built().eval()
+        perturb(fresh)  # unlike the weights to load
         layout = mlcore.load_weights(fresh, path)
         assert layout is not None and layout.name == "official Query2Label"
         with torch.no_grad():
@@ -296,7 +297,10 @@ def test_official_checkpoints_load_and_give_the_same_logits(tmp_path, reg):
     # mlcore's own names load as they are
     own = tmp_path / "own.pth"
     torch.save(model.state_dict(), own)
-    assert mlcore.load_weights(built(), own) is None
+    perturb(fresh)
+    assert mlcore.load_weights(fresh, own) is None
+    with torch.no_grad():
+        assert torch.equal(fresh(x), want)
     # another label count: the parameter and both shapes are named
     with pytest.raises(MlcoreError, match=r"query_embed\.weight: checkpoint has shape \(10, 512\), "
                                           r"the model \(3, 512\)"):
@@ -337,7 +341,7 @@ def test_the_trunk_is_frozen_as_in_the_official_training():
     assert not any(isinstance(m, nn.BatchNorm2d) for m in model.modules())
     assert sum(isinstance(m, FrozenBatchNorm2d) for m in model.backbone.modules()) == 20  # ResNet-18's
     assert not any(k.endswith("num_batches_tracked") for k in model.state_dict())
-    x = torch.rand(2, 3, 64, 64)
+    x = torch.rand(2, 3, 32, 32)
     model.eval()
     with torch.no_grad():
         evaluated = model(x)

@@ -16,8 +16,14 @@ stored position encoding, made for one image size, dropped: it is computed for e
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 
 from mlcore import Plugin
+
+if TYPE_CHECKING:  # the plugin module stays light: torch loads when a model is built
+    import mlcore
+
+    from .model import Query2Label
 
 
 @dataclass
@@ -43,7 +49,7 @@ class Q2LConfig:
     weights: str | None = field(default=None, metadata={"path": "file"})
     weights_classes: str | None = field(default=None, metadata={"path": "file"})
 
-    def validate(self):
+    def validate(self) -> list[tuple[str, str]]:
         out = []
         for key in ("heads", "ff_dim", "dec_layers"):
             if getattr(self, key) < 1:
@@ -63,7 +69,9 @@ class Q2LConfig:
         return out
 
 
-def build(cfg: Q2LConfig, num_classes: int, info=None):
+def build(cfg: Q2LConfig, num_classes: int, info: mlcore.LabelInfo | None = None) -> Query2Label:
+    """The model for ``num_classes`` labels; ``info`` (the train split's LabelInfo) names them,
+    for ``weights_classes``."""
     import mlcore
 
     from .model import Query2Label

@@ -23,7 +23,10 @@ build deletes), so an official checkpoint loads by renaming the trunk's prefix o
 ``in_proj_weight``/``in_proj_bias`` and ``out_proj`` but runs through
 ``F.scaled_dot_product_attention`` and shares work the official recomputes: q and k of an
 encoder layer come from one product (they have the same input), and the first decoder
-layer's queries (zeros + Q) are projected once for the whole batch.
+layer's queries (zeros + Q) are projected once for the whole batch. In float32, where it
+needs fewer multiply-adds (few labels, many positions), the cross-attention moves the key
+and value projections to the query side (:meth:`DecoderLayer.cross_attend_reassociated`),
+exactly equal in exact arithmetic.
 
 The trunk trains as the official's does: every BatchNorm is frozen (torchvision's
 ``FrozenBatchNorm2d``: statistics and affine as buffers, the same in training and
