@@ -30,14 +30,14 @@ def _debug_arg(p: argparse.ArgumentParser) -> None:
 
 
 def parser() -> argparse.ArgumentParser:
-    from . import analyze, check, evaluate, list_plugins, predict, prepare, train
+    from . import analyze, calibrate, check, evaluate, list_plugins, predict, prepare, train
 
     top = argparse.ArgumentParser(prog="mlcore", description="Multi-label image recognition with PyTorch.")
     from .. import __version__
 
     top.add_argument("--version", action="version", version=f"mlcore {__version__}")
     sub = top.add_subparsers(dest="command", metavar="COMMAND", required=True)
-    for module in (train, evaluate, predict, check, prepare, analyze, list_plugins):
+    for module in (train, evaluate, calibrate, predict, check, prepare, analyze, list_plugins):
         p = sub.add_parser(module.NAME, help=module.HELP, description=module.__doc__)
         if module.TAKES_CONFIG:
             _config_args(p)
