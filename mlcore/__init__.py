@@ -55,6 +55,7 @@ _LAZY = {
     "cached_index": ("data.index", "cached_index"),
     "targets_from_lists": ("data.index", "targets_from_lists"),
     "dataset_from_index": ("data.index", "dataset_from_index"),
+    "default_eval_transform": ("data.transforms", "default_eval_transform"),
     "decode_json": ("data.jsonfile", "decode"),
     # files
     "cache_dir": ("cache", "cache_dir"),

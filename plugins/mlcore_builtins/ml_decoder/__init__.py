@@ -17,9 +17,12 @@ TResNets with it at ``head.``).
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
 from mlcore import Plugin
+
+if TYPE_CHECKING:
+    from .model import MLDecoder
 
 
 @dataclass
@@ -69,7 +72,9 @@ class MLDecoderConfig:
         return out
 
 
-def build(cfg: MLDecoderConfig, num_classes: int, info: Any = None):
+def build(cfg: MLDecoderConfig, num_classes: int, info: Any = None) -> MLDecoder:
+    """The model for ``num_classes`` labels; ``info`` (the train split's LabelInfo) gives the
+    label names: zero-shot mode reads their word vectors, ``weights_classes`` their order."""
     import mlcore
 
     from .model import MLDecoder

@@ -130,8 +130,8 @@ class MLDecoderHead(nn.Module):
     """The ML-Decoder head: ``forward(feature map [B, in_dim, h, w] or tokens [B, P,
     in_dim]) -> logits [B, C]`` (zero-shot: [B, N], N the label vectors' count).
 
-    ``groups``: G ≤ C fixed queries, each giving g = ceil-ish(C/G) logits (the official
-    ``int(C/G + 0.999)``); ``label_vectors`` (zero-shot mode): [N, d] word vectors, the
+    ``groups``: G ≤ C fixed queries, each giving g = int(C/G + 0.999) logits (the official
+    rounding up); ``label_vectors`` (zero-shot mode): [N, d] word vectors, the
     queries — :meth:`set_label_vectors` replaces them to score other labels.
     """
 

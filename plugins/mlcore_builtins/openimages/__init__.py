@@ -43,14 +43,10 @@ class OpenImagesConfig:
 
 def default_eval_transform():
     """The default ``data`` section's evaluation transform, which datasets apply when the
-    framework passes none. mlcore exposes it only through ``dataset_from_index`` (an
-    ImageListDataset built without a transform carries it), so it is taken from an empty one."""
-    import numpy as np
+    framework passes none."""
+    import mlcore
 
-    from mlcore import LabelIndex, SplitIndex, dataset_from_index
-
-    empty = LabelIndex([], {"empty": SplitIndex([], np.zeros((0, 0), dtype=np.uint8))})
-    return dataset_from_index(empty, "empty", "").transform
+    return mlcore.default_eval_transform()
 
 
 def build(cfg: OpenImagesConfig, split: str, transform=None):
