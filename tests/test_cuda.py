@@ -32,10 +32,13 @@ def models(tmp_path):
         "mlgcn": {"name": "mlgcn", "backbone": "resnet18", "embeddings": emb, "t": 0.3},
         "ssgrl": {"name": "ssgrl", "backbone": "resnet18", "embeddings": emb, "hidden_dim": 64,
                   "output_dim": 48, "freeze": "none"},
+        "q2l": {"name": "q2l", "backbone": "resnet18", "heads": 4, "ff_dim": 64},
+        "ml_decoder": {"name": "ml_decoder", "backbone": "resnet18", "num_groups": -1, "decoder_dim": 32,
+                       "heads": 4, "ff_dim": 64},
     }
 
 
-@pytest.mark.parametrize("name", ["resnet18", "csra", "mlgcn", "ssgrl"])
+@pytest.mark.parametrize("name", ["resnet18", "csra", "mlgcn", "ssgrl", "q2l", "ml_decoder"])
 def test_each_model_trains_in_bf16_on_cuda_and_scores_as_on_the_cpu(tmp_path, name):
     cfg = tiny_config(tmp_path / "run", model=models(tmp_path)[name], train=dict(CUDA_TRAIN), tensorboard=False)
     exp = mlcore.build(cfg)
