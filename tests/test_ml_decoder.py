@@ -460,7 +460,8 @@ def test_the_recipes_load(reg):
     from mlcore.config import compose
 
     data, _, _ = compose(ROOT / "configs" / "voc2007_ml_decoder.yaml")
-    assert data["dataset"] == {"name": "voc2007", "root": "data/VOC2007"}
+    assert data["dataset"] == {"name": "voc2007", "root": "data/VOC2007",
+                               "difficult": {"trainval": "drop", "test": "ignore"}}
     assert data["model"]["name"] == "ml_decoder" and data["data"]["mean"] == [0, 0, 0]
     if reg.record_of("dataset", "voc2007") is None:
         pytest.skip("the voc2007 dataset plugin does not exist yet: configs/voc2007_ml_decoder.yaml not checked")
