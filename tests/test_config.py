@@ -22,7 +22,8 @@ def test_minimal_config_gets_defaults(tmp_path):
     assert cfg.train.checkpoint_every == 0 and cfg.data.train_split == "train"
     assert {h.name for h in cfg.hooks} == {"early_stop", "tensorboard", "progress"}
     resolved = cfg.resolved()
-    assert resolved["model"] == {"name": "resnet18", "pretrained": None, "weights": None, "dropout": 0.0,
+    assert resolved["model"] == {"name": "resnet18", "pretrained": None, "weights": None, "weights_classes": None,
+                                 "dropout": 0.0,
                                  "freeze": "none"}
     assert resolved["optimizer"] == {"name": "adam", "backbone_lr_mult": 1.0, "lr": 1e-4, "weight_decay": 0.0,
                                      "betas": [0.9, 0.999], "eps": 1e-8, "amsgrad": False}

@@ -13,6 +13,7 @@ import mlcore
 from conftest import ROOT, tiny_config
 from mlcore.errors import ConfigError, MlcoreError
 from mlcore.registry import Registry
+from tiny_backbone import TinyBackbone
 from mlcore_builtins.csra import TEMPERATURES, plugin
 from mlcore_builtins.csra.model import CSRA, OFFICIAL_LAYOUT
 
@@ -27,18 +28,6 @@ def reg():
     r = Registry()
     r.register("model", "csra", plugin, replace=True)
     return r
-
-
-class TinyBackbone(nn.Module):
-    """A feature map of ``out_dim`` channels at 1/4 of the input side."""
-
-    def __init__(self, out_dim: int = 16):
-        super().__init__()
-        self.out_dim = out_dim
-        self.conv = nn.Conv2d(3, out_dim, 4, stride=4)
-
-    def forward(self, x):
-        return self.conv(x)
 
 
 def reference(fmap: torch.Tensor, weights: list[torch.Tensor], temps, lam: float) -> torch.Tensor:

@@ -18,6 +18,7 @@ from conftest import ROOT, tiny_config
 from mlcore.errors import ConfigError, MlcoreError
 from mlcore.labels import LabelInfo
 from mlcore.registry import Registry
+from tiny_backbone import TinyBackbone as _TinyBackbone
 from mlcore_builtins.ml_decoder import MLDecoderConfig, plugin
 from mlcore_builtins.ml_decoder.model import MLDecoder
 
@@ -32,16 +33,8 @@ def reg():
     return r
 
 
-class TinyBackbone(nn.Module):
-    """A feature map of ``out_dim`` channels at 1/4 of the input side."""
-
-    def __init__(self, out_dim: int = IN):
-        super().__init__()
-        self.out_dim = out_dim
-        self.conv = nn.Conv2d(3, out_dim, 4, stride=4)
-
-    def forward(self, x):
-        return self.conv(x)
+def TinyBackbone(out_dim: int = IN) -> _TinyBackbone:
+    return _TinyBackbone(out_dim)
 
 
 # -- the official formula, element by element (float64) --------------------------------------

@@ -15,6 +15,7 @@ import mlcore
 from conftest import ROOT, tiny_config
 from mlcore.errors import ConfigError, MlcoreError
 from mlcore.registry import Registry
+from tiny_backbone import TinyBackbone
 from mlcore_builtins.q2l import plugin
 from mlcore_builtins.q2l.model import (DecoderLayer, Query2Label, parameter_count, reassociation_pays,
                                        sine_position_encoding)
@@ -31,18 +32,6 @@ def reg():
     r = Registry()
     r.register("model", "q2l", plugin, replace=True)
     return r
-
-
-class TinyBackbone(nn.Module):
-    """A feature map of ``out_dim`` channels at 1/4 of the input side."""
-
-    def __init__(self, out_dim: int = 16):
-        super().__init__()
-        self.out_dim = out_dim
-        self.conv = nn.Conv2d(3, out_dim, 4, stride=4)
-
-    def forward(self, x):
-        return self.conv(x)
 
 
 # -- the independent formulas ------------------------------------------------------------

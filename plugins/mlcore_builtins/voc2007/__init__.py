@@ -15,37 +15,8 @@ every mode.
 """
 from __future__ import annotations
 
-from dataclasses import dataclass, field
-from typing import Literal
-
 from mlcore import Plugin
-
-
-@dataclass
-class VOC2007Config:
-    """``root``: a VOC2007 folder holding ``Annotations/``, ``JPEGImages/``,
-    ``ImageSets/Main/`` (trainval and test merged); ``difficult``: ``drop``, ``ignore``
-    or ``positive``, or a mapping of split names to those."""
-
-    root: str = field(metadata={"path": "dir"})
-    difficult: Literal["drop", "ignore", "positive"] | dict[str, Literal["drop", "ignore", "positive"]] = "drop"
-
-    def validate(self):
-        from mlcore_builtins.voc2012.reader import DIFFICULT_MODES
-
-        if not isinstance(self.difficult, dict):
-            return []
-        return [("difficult", f"{split}: Unknown value {mode!r}. Valid values are {list(DIFFICULT_MODES)}")
-                for split, mode in self.difficult.items() if mode not in DIFFICULT_MODES]
-
-
-def build(cfg: VOC2007Config, split: str, transform=None):
-    from mlcore import dataset_from_index
-    from mlcore_builtins.voc2012.reader import VOC_CLASSES, voc_index
-
-    index = voc_index(cfg.root, VOC_CLASSES, "voc2007", cfg.difficult)
-    return dataset_from_index(index, split, cfg.root, transform)
-
+from mlcore_builtins.voc2012 import VOCConfig, voc_builder
 
 plugin = Plugin("dataset", "voc2007", "Pascal VOC 2007 (20 classes; trainval → test) from its original layout",
-                VOC2007Config, build)
+                VOCConfig, voc_builder("voc2007"))

@@ -16,16 +16,20 @@ from typing import Literal
 from mlcore import Plugin
 
 
+Difficult = Literal["drop", "ignore", "positive"]
+
+
 @dataclass
-class VOC2012Config:
-    """``root``: a VOC2012 folder holding ``Annotations/``, ``JPEGImages/``, ``ImageSets/Main/``;
-    ``difficult``: ``drop``, ``ignore`` or ``positive`` (see the module's docstring)."""
+class VOCConfig:
+    """``root``: a VOC folder holding ``Annotations/``, ``JPEGImages/``, ``ImageSets/Main/``;
+    ``difficult``: ``drop``, ``ignore`` or ``positive``, or a mapping of split names to
+    those (see the module's docstring)."""
 
     root: str = field(metadata={"path": "dir"})
-    difficult: Literal["drop", "ignore", "positive"] | dict[str, Literal["drop", "ignore", "positive"]] = "drop"
+    difficult: Difficult | dict[str, Difficult] = "drop"
 
     def validate(self):
-        from mlcore_builtins.voc2012.reader import DIFFICULT_MODES
+        from .reader import DIFFICULT_MODES
 
         if not isinstance(self.difficult, dict):
             return []
@@ -33,14 +37,18 @@ class VOC2012Config:
                 for split, mode in self.difficult.items() if mode not in DIFFICULT_MODES]
 
 
-def build(cfg: VOC2012Config, split: str, transform=None):
-    from mlcore import dataset_from_index
+def voc_builder(kind: str):
+    """The ``build`` of a VOC-layout dataset whose index is cached as ``kind``."""
+    def build(cfg: VOCConfig, split: str, transform=None):
+        from mlcore import dataset_from_index
 
-    from .reader import VOC_CLASSES, voc_index
+        from .reader import VOC_CLASSES, voc_index
 
-    index = voc_index(cfg.root, VOC_CLASSES, "voc2012", cfg.difficult)
-    return dataset_from_index(index, split, cfg.root, transform)
+        index = voc_index(cfg.root, VOC_CLASSES, kind, cfg.difficult)
+        return dataset_from_index(index, split, cfg.root, transform)
+
+    return build
 
 
 plugin = Plugin("dataset", "voc2012", "Pascal VOC 2012 (20 classes) from its original layout",
-                VOC2012Config, build)
+                VOCConfig, voc_builder("voc2012"))
