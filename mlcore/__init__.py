@@ -43,6 +43,7 @@ _LAZY = {
     "WeightLayout": ("weights", "WeightLayout"),
     "read_weights": ("weights", "read_weights"),
     "load_weights": ("weights", "load_weights"),
+    "weights_classes_field": ("weights", "weights_classes_field"),
     "load_state": ("weights", "load_state"),
     "freeze_backbone": ("freezing", "freeze_backbone"),
     "FREEZE_POLICIES": ("freezing", "FREEZE_POLICIES"),

@@ -158,6 +158,10 @@ def check(schema: type, data: Any, where: str, problems: Problems, what: str = "
     # range checks run on the well-typed keys too, so one pass reports everything
     kwargs = {k: _coerce(v, hints.get(k, Any)) for k, v in data.items() if k in fields and k not in bad_keys}
     instance = schema(**kwargs)
+    for name, f in fields.items():  # a key that means nothing without another (metadata "requires")
+        need = f.metadata.get("requires")
+        if need and data.get(name) is not None and getattr(instance, need, None) is None and name not in bad_keys:
+            say(name, f"{f.metadata.get('why', 'needs')} {where + '.' if where else ''}{need}, which is not set")
     validate = getattr(instance, "validate", None)
     if callable(validate):  # range checks a type cannot express (lr > 0, batch_size >= 1)
         for key, msg in validate() or []:

@@ -101,6 +101,15 @@ class WeightLayout:
         return out
 
 
+def weights_classes_field() -> Any:
+    """The ``weights_classes`` field of a model plugin's schema: a text file of the labels
+    of its ``weights`` in their output order (see :func:`reorder_classes`); the config
+    check refuses it without ``weights``."""
+    from dataclasses import field
+
+    return field(default=None, metadata={"path": "file", "requires": "weights", "why": "names the label order of"})
+
+
 # -- reading -----------------------------------------------------------------------------
 
 def read_weights(path: str | os.PathLike, *, what: str = "weights") -> dict[str, torch.Tensor]:

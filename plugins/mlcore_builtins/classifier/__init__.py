@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Literal
 
-from mlcore import Plugin
+from mlcore import Plugin, weights_classes_field
 
 
 @dataclass
@@ -18,13 +18,12 @@ class ClassifierConfig:
     backbone: str = field(default="resnet50", metadata={"plugin": "backbone"})
     pretrained: str | None = field(default=None, metadata={"path": "file"})
     weights: str | None = field(default=None, metadata={"path": "file"})
-    weights_classes: str | None = field(default=None, metadata={"path": "file"})
+    weights_classes: str | None = weights_classes_field()
     dropout: float = 0.0
     freeze: Literal["none", "all", "all_but_last"] = "none"
 
     def validate(self):
-        out = [] if 0 <= self.dropout < 1 else [("dropout", f"must be in [0, 1), got {self.dropout}")]
-        return out + _orphan_weights_classes(self)
+        return [] if 0 <= self.dropout < 1 else [("dropout", f"must be in [0, 1), got {self.dropout}")]
 
 
 @dataclass
@@ -38,19 +37,12 @@ class ResNetConfig:
 
     pretrained: str | None = field(default=None, metadata={"path": "file"})
     weights: str | None = field(default=None, metadata={"path": "file"})
-    weights_classes: str | None = field(default=None, metadata={"path": "file"})
+    weights_classes: str | None = weights_classes_field()
     dropout: float = 0.0
     freeze: Literal["none", "all", "all_but_last"] = "none"
 
     def validate(self):
-        out = [] if 0 <= self.dropout < 1 else [("dropout", f"must be in [0, 1), got {self.dropout}")]
-        return out + _orphan_weights_classes(self)
-
-
-def _orphan_weights_classes(cfg) -> list[tuple[str, str]]:
-    """``weights_classes`` says the label order of ``weights``: without them it means nothing."""
-    return [("weights_classes", "names the label order of model.weights, which is not set")] \
-        if cfg.weights_classes and not cfg.weights else []
+        return [] if 0 <= self.dropout < 1 else [("dropout", f"must be in [0, 1), got {self.dropout}")]
 
 
 def _make(backbone_name: str, cfg, num_classes: int, info=None):

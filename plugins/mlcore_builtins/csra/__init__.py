@@ -14,7 +14,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Literal
 
-from mlcore import Plugin
+from mlcore import Plugin, weights_classes_field
 
 #: the official ``MHA.temp_settings``: the softmax temperature of each head by head
 #: count; ``99`` is the official sentinel for max pooling (T → ∞)
@@ -43,7 +43,7 @@ class CSRAConfig:
     lam: float = 0.1
     pretrained: str | None = field(default=None, metadata={"path": "file"})
     weights: str | None = field(default=None, metadata={"path": "file"})
-    weights_classes: str | None = field(default=None, metadata={"path": "file"})
+    weights_classes: str | None = weights_classes_field()
     freeze: Literal["none", "all", "all_but_last"] = "none"
 
     def validate(self):
@@ -54,8 +54,6 @@ class CSRAConfig:
                                  f"got {self.heads}"))
         if self.lam < 0:
             out.append(("lam", f"must be >= 0, got {self.lam}"))
-        if self.weights_classes and not self.weights:
-            out.append(("weights_classes", "names the label order of model.weights, which is not set"))
         return out
 
 

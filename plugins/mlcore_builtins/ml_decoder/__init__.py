@@ -19,7 +19,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Literal
 
-from mlcore import Plugin
+from mlcore import Plugin, weights_classes_field
 
 if TYPE_CHECKING:
     from .model import MLDecoder
@@ -50,7 +50,7 @@ class MLDecoderConfig:
     missing_words: Literal["error", "zero"] = "error"
     pretrained: str | None = field(default=None, metadata={"path": "file"})
     weights: str | None = field(default=None, metadata={"path": "file"})
-    weights_classes: str | None = field(default=None, metadata={"path": "file"})
+    weights_classes: str | None = weights_classes_field()
     freeze: Literal["none", "all", "all_but_last"] = "none"
 
     def validate(self) -> list[tuple[str, str]]:
@@ -67,8 +67,6 @@ class MLDecoderConfig:
         if self.zsl and not self.embeddings:
             out.append(("embeddings", "zsl: true needs the labels' word vectors (a GloVe/word2vec text "
                                       "file or a C×d .npy)"))
-        if self.weights_classes and not self.weights:
-            out.append(("weights_classes", "names the labels of a weights file: give model.weights too"))
         return out
 
 

@@ -17,7 +17,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Literal
 
-from mlcore import Plugin
+from mlcore import Plugin, weights_classes_field
 
 
 @dataclass
@@ -33,7 +33,7 @@ class MLGCNConfig:
     backbone: str = field(default="resnet101", metadata={"plugin": "backbone"})
     pretrained: str | None = field(default=None, metadata={"path": "file"})
     weights: str | None = field(default=None, metadata={"path": "file"})
-    weights_classes: str | None = field(default=None, metadata={"path": "file"})
+    weights_classes: str | None = weights_classes_field()
     missing_words: Literal["error", "zero"] = "error"
     t: float = 0.4
     p: float = 0.25
@@ -48,8 +48,6 @@ class MLGCNConfig:
             out.append(("p", f"must be >= 0, got {self.p}"))
         if self.hidden_dim < 1:
             out.append(("hidden_dim", f"must be >= 1, got {self.hidden_dim}"))
-        if self.weights_classes and not self.weights:
-            out.append(("weights_classes", "names the label order of model.weights, which is not set"))
         return out
 
 

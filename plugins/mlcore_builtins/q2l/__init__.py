@@ -18,7 +18,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
-from mlcore import Plugin
+from mlcore import Plugin, weights_classes_field
 
 if TYPE_CHECKING:  # the plugin module stays light: torch loads when a model is built
     import mlcore
@@ -47,7 +47,7 @@ class Q2LConfig:
     dropout: float = 0.1
     pretrained: str | None = field(default=None, metadata={"path": "file"})
     weights: str | None = field(default=None, metadata={"path": "file"})
-    weights_classes: str | None = field(default=None, metadata={"path": "file"})
+    weights_classes: str | None = weights_classes_field()
 
     def validate(self) -> list[tuple[str, str]]:
         out = []
@@ -64,8 +64,6 @@ class Q2LConfig:
                                           f"got {self.hidden_dim}"))
             elif self.heads >= 1 and self.hidden_dim % self.heads:
                 out.append(("heads", f"must divide hidden_dim ({self.hidden_dim}), got {self.heads}"))
-        if self.weights_classes is not None and self.weights is None:
-            out.append(("weights_classes", "names the classes of model.weights, which is not set"))
         return out
 
 

@@ -11,7 +11,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Literal
 
-from mlcore import Plugin
+from mlcore import Plugin, weights_classes_field
 
 
 @dataclass
@@ -20,7 +20,7 @@ class SSGRLConfig:
     backbone: str = field(default="resnet101", metadata={"plugin": "backbone"})
     pretrained: str | None = field(default=None, metadata={"path": "file"})
     weights: str | None = field(default=None, metadata={"path": "file"})
-    weights_classes: str | None = field(default=None, metadata={"path": "file"})
+    weights_classes: str | None = weights_classes_field()
     missing_words: Literal["error", "zero"] = "error"
     time_step: int = 3
     hidden_dim: int = 1024
@@ -32,8 +32,6 @@ class SSGRLConfig:
     def validate(self):
         out = [(k, f"must be >= 1, got {getattr(self, k)}")
                for k in ("time_step", "hidden_dim", "output_dim", "feature_pool") if getattr(self, k) < 1]
-        if self.weights_classes and not self.weights:
-            out.append(("weights_classes", "names the label order of model.weights, which is not set"))
         return out
 
 
