@@ -186,7 +186,7 @@ def test_the_initial_weights_follow_train_seed_alone(tmp_path):
 
 
 def test_result_json_is_strict_json(tiny, tmp_path):
-    from mlcore.cli.report import write_json
+    from mlcore.cli.results import write_json
 
     write_json({"mAP": float("nan"), "ap_list": [None, 0.5]}, tmp_path / "r.json")
     assert json.loads((tmp_path / "r.json").read_text()) == {"mAP": None, "ap_list": [None, 0.5]}

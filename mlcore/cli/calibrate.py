@@ -17,7 +17,7 @@ import argparse
 import os
 from pathlib import Path
 
-from .report import write_json
+from .results import write_json
 
 NAME = "calibrate"
 HELP = "choose a decision threshold per class on a labelled split; write thresholds.json"

@@ -16,7 +16,7 @@ import io
 import os
 from pathlib import Path
 
-from .report import print_metrics, write_file, write_json
+from .results import print_metrics, write_file, write_json
 
 NAME = "evaluate"
 HELP = "evaluate a checkpoint; write result.json, scores.npy, predictions.tsv"

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import argparse
 
-from .report import print_metrics, write_json
+from .results import print_metrics, write_json
 
 NAME = "train"
 HELP = "train a model from a config"

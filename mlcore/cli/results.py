@@ -1,4 +1,4 @@
-"""Printing and writing results: the metric table, result.json, predictions.tsv."""
+"""Printing and writing results: the metric table, result.json, predictions.tsv (used by the commands; not the `report` command)."""
 from __future__ import annotations
 
 import json
