@@ -19,20 +19,20 @@ install: $(STAMP)
 $(STAMP): pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet --upgrade "pip>=23"
-	$(PY) -m pip install --quiet -e ".[test,export,report,fast-csv]"
+	$(PY) -m pip install --quiet -e ".[test,export,report]"
 	touch $(STAMP)
 
 demo: install
-	$(VENV)/bin/mlcore train configs/demo.yaml
+	$(VENV)/bin/mlcore train configs/demo.yaml --overwrite
 	$(VENV)/bin/mlcore evaluate configs/demo.yaml
 
 demo-ssgrl: install
 	$(PY) -m mlcore_builtins.shapes.vectors runs/demo_ssgrl/label_vectors.npy
-	$(VENV)/bin/mlcore train configs/demo_ssgrl.yaml
+	$(VENV)/bin/mlcore train configs/demo_ssgrl.yaml --overwrite
 	$(VENV)/bin/mlcore evaluate configs/demo_ssgrl.yaml
 
 demo-heads: install
-	$(VENV)/bin/mlcore train configs/demo_ml_decoder.yaml
+	$(VENV)/bin/mlcore train configs/demo_ml_decoder.yaml --overwrite
 	$(VENV)/bin/mlcore evaluate configs/demo_ml_decoder.yaml
 
 test: install

@@ -198,8 +198,9 @@ pos = rng.random(len(key)) < 0.5
 which = sys.argv[1]
 if which == "map":
     import mlcore
-    targets = torch.full((n, c), -1.0)
-    targets[torch.from_numpy(img), torch.from_numpy(cls)] = torch.from_numpy(pos.astype(np.float32))
+    # as the engine's evaluation hands them over: 1, 0, -1 as int8 (densified one sample at a time)
+    targets = torch.full((n, c), -1, dtype=torch.int8)
+    targets[torch.from_numpy(img), torch.from_numpy(cls)] = torch.from_numpy(pos.astype(np.int8))
     metric = mlcore.create("metric", "map", num_classes=c)
     before = rss()
     t0 = time.perf_counter()

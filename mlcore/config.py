@@ -169,7 +169,14 @@ class PluginSpec:
 
 @dataclass
 class Config:
-    """A composed and checked config; ``resolved()`` is what lands in config.yaml."""
+    """A composed and checked config; ``resolved()`` is what lands in config.yaml.
+
+    ``auto_output_root``: set when the config names no ``output_dir``. Its runs then go
+    to numbered folders ``runs/<config name>/version_<n>`` (``runs/default/…`` for a
+    mapping), a new one for each training run so runs never overwrite each other;
+    ``output_dir`` is the newest of them (what evaluate, predict and ``--resume`` use) —
+    ``version_0`` before any — and training replaces it with the folder it creates.
+    """
 
     path: str | None
     dataset: PluginSpec
@@ -183,6 +190,7 @@ class Config:
     scheduler: PluginSpec
     output_dir: str
     disabled_hooks: list[str] = field(default_factory=list)
+    auto_output_root: str | None = None
 
     def resolved(self) -> dict:
         out: dict[str, Any] = {
@@ -252,7 +260,13 @@ def load_config(source: "str | os.PathLike | dict | Config", overrides: Iterable
     from .config_check import check_config
 
     data, sources, path = compose(source, overrides)
-    return check_config(data, sources, path, registry or default_registry(), files=check_files)
+    config = check_config(data, sources, path, registry or default_registry(), files=check_files)
+    if data.get("output_dir") is None:  # the default: a numbered folder per run under runs/<name>
+        from .engine.run_folder import latest_run
+
+        config.auto_output_root = config.output_dir
+        config.output_dir = str(latest_run(config.output_dir))
+    return config
 
 
 __all__ = ["Config", "PluginSpec", "load_config", "compose", "parse_set", "read_yaml", "merge"]

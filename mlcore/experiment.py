@@ -26,7 +26,8 @@ class Experiment:
     """Everything one config describes: data, model, loss, metrics, and how to train.
 
     ``fit()`` trains (``resume=True`` continues from ``output_dir/checkpoints/last.pt``),
-    ``evaluate(split)`` scores a split, ``predict(images)`` gives probabilities.
+    ``evaluate(split)`` scores a split, ``predict(images)`` gives probabilities,
+    ``load_checkpoint("best" | "last" | path)`` chooses the weights they use.
     """
 
     def __init__(self, config: Config):
@@ -42,6 +43,7 @@ class Experiment:
         return EvalTransform(self.config.data.scale_size, self.config.data.crop_size)
 
     def _dataset(self, split: str, train: bool):
+        from .data.holdout import HOLDOUT_SPLIT, split_off
         from .data.transforms import TrainTransform
 
         d = self.config.data
@@ -49,8 +51,10 @@ class Experiment:
                                     d.random_resized_crop)
                      if train else self.eval_transform)
         spec = self.config.dataset
-        ds = _built(f"dataset '{spec.name}' failed to build the {split!r} split", spec,
-                    split=split, transform=transform)
+        holdout = d.calib_holdout or 0  # data.calib_holdout: split `calib` is a part of the train split
+        source = d.train_split if holdout and split == HOLDOUT_SPLIT else split
+        ds = _built(f"dataset '{spec.name}' failed to build the {source!r} split", spec,
+                    split=source, transform=transform)
         # a dense N×C ``targets`` matrix, or — for a dataset too large for one (OpenImages:
         # 9M × 9,605) — its own ``label_info()``; ``images`` (paths) is optional
         for attr in ("classes", "__len__", "__getitem__"):
@@ -60,7 +64,10 @@ class Experiment:
             raise MlcoreError(f"dataset '{spec.name}' gave an object with neither 'targets' nor 'label_info()' "
                               f"for split {split!r}")
         if len(ds) == 0:
-            raise MlcoreError(f"dataset '{spec.name}': split {split!r} is empty")
+            raise MlcoreError(f"dataset '{spec.name}': split {source!r} is empty")
+        if holdout and source == d.train_split:  # the part kept aside is never trained on
+            ds = split_off(ds, holdout, self.config.train.seed, held=split != source,
+                           what=f"split {source!r} of dataset '{spec.name}'")
         return ds
 
     @cached_property
@@ -135,26 +142,100 @@ class Experiment:
                 for m in self.config.metrics]
 
     # -- actions -----------------------------------------------------------------------------
-    def fit(self, resume: bool = False) -> dict:
-        """Train; return the best epoch's metrics (and ``best_epoch``, ``reason``)."""
+    def fit(self, resume: bool = False, *, overwrite: bool = False, force: bool = False,
+            cli_flags: list[str] | None = None) -> dict:
+        """Train; return the best epoch's metrics (and ``best_epoch``, ``reason``).
+
+        A run folder holds one run: when ``output_dir`` already holds one, ``fit()`` is
+        refused unless ``resume=True`` (continue it from ``checkpoints/last.pt``, exactly)
+        or ``overwrite=True`` (remove its run files and start clean). A config without
+        ``output_dir`` trains into a new ``runs/<name>/version_<n>`` each time. A resume is
+        checked against the run's ``config.yaml``: only epochs, logging, checkpoint
+        frequency, workers, ``data.on_bad_image`` and hook sections may change; other
+        changes are refused unless ``force=True``. ``cli_flags``: set by the CLI, so that
+        messages give the command that resumes rather than ``exp.fit(resume=True)``.
+
+        Like ``mlcore train``, it writes ``result.json`` (the best epoch's metrics), and it
+        leaves the model holding the best epoch's weights (``checkpoints/best.pt``), so a
+        following ``evaluate()`` scores what ``fit`` reported; ``load_checkpoint("last")``
+        takes the last epoch's instead.
+        """
         from .engine.trainer import Trainer
 
-        return Trainer(self).fit(resume=resume)
+        summary = Trainer(self, overwrite=overwrite, force=force, cli_flags=cli_flags).fit(resume=resume)
+        best = self.checkpoint_path("best")
+        if best.is_file():
+            self.load_checkpoint(best)
+            self._weights_source = f"{best} (the best epoch, {summary.get('best_epoch')}, of this fit)"
+        else:  # no epoch had a finite monitored metric
+            self._weights_source = f"the last epoch of this fit (no {best.name} was written)"
+        return summary
+
+    @property
+    def weights_source(self) -> str | None:
+        """Where the model's weights come from: a checkpoint loaded, ``fit()``, or None when
+        neither happened (then ``evaluate``/``predict`` load the run's ``best.pt``, or warn
+        that the weights are untrained). Set it to keep weights you put in ``model`` by hand."""
+        return getattr(self, "_weights_source", None)
+
+    @weights_source.setter
+    def weights_source(self, value: str | None) -> None:
+        self._weights_source = value
 
     def checkpoint_path(self, name: str = "best.pt") -> Path:
+        """A checkpoint of this run: ``"best"``/``"best.pt"``, ``"last"``/``"last.pt"``, or
+        another file name under ``output_dir/checkpoints``."""
+        name = {"best": "best.pt", "last": "last.pt"}.get(name, name)
         return Path(self.config.output_dir) / "checkpoints" / name
 
     def load_checkpoint(self, path: str | os.PathLike | None = None) -> dict:
-        """Load model weights from ``path`` (default: the run's ``best.pt``)."""
+        """Load model weights: ``"best"`` (the default: the run's ``checkpoints/best.pt``,
+        the epoch ``fit`` reported), ``"last"`` (``checkpoints/last.pt``, the latest epoch or
+        step), or a path to a checkpoint or weights file (write ``./best`` for a file so
+        named). Returns the checkpoint's metadata (classes, epoch, config, ``ema``…) for an
+        mlcore checkpoint, else ``{}``. Afterwards ``weights_source`` names the file."""
         from .engine.checkpoint import FORMAT
         from .weights import load_weights_file
 
-        path = Path(path) if path is not None else self.checkpoint_path()
+        if path is None or (isinstance(path, str) and path in ("best", "last")):
+            path = self.checkpoint_path(path or "best")
+        path = Path(path)
         if not path.is_file():
-            hint = " (train first, or pass --checkpoint)" if path == self.checkpoint_path() else ""
+            hint = (" (train first, or pass --checkpoint)"
+                    if path in (self.checkpoint_path("best"), self.checkpoint_path("last")) else "")
             raise MlcoreError(f"checkpoint {str(path)!r} does not exist{hint}")
-        ckpt = load_weights_file(self.model, str(path))
+        # the checkpoint's classes are the truth about its outputs: compared by name with
+        # this experiment's (reordered when only the order differs, else an error)
+        ckpt = load_weights_file(self.model, str(path), classes=self.classes,
+                                 what=f"this config's dataset '{self.config.dataset.name}'")
+        self._weights_source = str(path)
         return ckpt if isinstance(ckpt, dict) and ckpt.get("format") == FORMAT else {}
+
+    def _weights_for(self, action: str) -> None:
+        """Before ``evaluate``/``predict`` on weights never trained nor loaded here: load the
+        run's ``best.pt`` when it exists, as the CLI does, and say so; else warn loudly."""
+        if self.weights_source is not None:
+            return
+        import sys
+        import warnings
+
+        best = self.checkpoint_path("best")
+        if best.is_file():
+            held = self.load_checkpoint(best)
+            epoch = f", epoch {held['best_epoch']}" if held.get("best_epoch") is not None else ""
+            print(f"mlcore: {action}() uses the run's best weights, {str(best)!r}{epoch} (choose others with "
+                  f"load_checkpoint('last' | path))", file=sys.stderr, flush=True)
+            return
+        init = getattr(self.config.model.cfg, "weights", None)
+        if init:
+            self._weights_source = f"model.weights ({init})"
+            print(f"mlcore: {action}() uses the weights of model.weights, {init!r} (no {str(best)!r} yet)",
+                  file=sys.stderr, flush=True)
+            return
+        warnings.warn(f"{action}() runs an UNTRAINED model: it was neither trained (fit) nor loaded "
+                      f"(load_checkpoint), and {str(best)!r} does not exist; its scores are those of random "
+                      f"weights. Train first, or load_checkpoint(path)", stacklevel=3)
+        self._weights_source = "untrained (initial weights)"
 
     def load_state(self, state: dict, source: str) -> None:
         """Load a state dict (e.g. a checkpoint's ``ema``) into the model, strictly."""
@@ -171,7 +252,12 @@ class Experiment:
         return self._splits[split]
 
     def evaluate(self, split: str = "val", *, return_scores: bool = False) -> Any:
-        """Metrics of the current model on ``split`` (``mAP``, ``ap_list``, the prf keys…).
+        """Metrics of the model on ``split`` (``mAP``, ``ap_list``, the prf keys…).
+
+        The weights: after ``fit()`` the best epoch's, after ``load_checkpoint`` the file's.
+        On a model neither trained nor loaded here, the run's ``checkpoints/best.pt`` is
+        loaded first when it exists, as ``mlcore evaluate`` does (a line on stderr says
+        so); without one, a warning says the weights are untrained (``weights_source``).
 
         With ``return_scores=True``: ``(metrics, scores)``, scores N×C probabilities.
         """
@@ -182,6 +268,7 @@ class Experiment:
         from .engine.evaluation import infer
 
         ds = self.split_set(split)
+        self._weights_for("evaluate")
         tc = self.config.train
         scores, metrics = infer(self.model, ds, device=self.device, normalize=self.normalizer,
                                 batch_size=tc.eval_batch_size or tc.batch_size, num_workers=tc.num_workers,
@@ -196,6 +283,9 @@ class Experiment:
         Paths and PIL images (any mode: see ``mlcore.data.images``) go through the
         evaluation transform of ``data``; a uint8 batch is used as it is (resize it
         yourself). No image (an empty list or batch) gives a 0×C result.
+
+        The weights are chosen as for :meth:`evaluate`: the run's ``best.pt`` when the
+        model was neither trained nor loaded here, else a loud warning (untrained).
         """
         import torch
 
@@ -219,6 +309,7 @@ class Experiment:
             if not tensors:
                 return torch.zeros(0, len(self.classes))
             batch = torch.stack(tensors)
+        self._weights_for("predict")
         self.model.eval()
         out = []
         with torch.inference_mode():

@@ -49,6 +49,14 @@ class DataSection:
     ``voc2007`` with ``difficult: ignore``): ``ignore`` leaves them out of the loss (the
     mean is over known entries), ``negative`` trains them as negatives (the common
     baseline of the partial-label literature). Metrics always skip them.
+
+    Honest calibration (``mlcore calibrate``): ``calib_split`` names a labelled split of
+    the dataset to fit thresholds on (e.g. ``val`` while ``evaluate --split test``
+    judges them); ``calibrate`` takes it by default. ``calib_holdout: F`` (a fraction in
+    (0, 0.5]; null or 0: off) keeps that fraction of the train split aside — drawn by
+    ``train.seed``, the same in every run and on every rank, never trained on — as the
+    split ``calib``, which ``calibrate`` then takes by default (unless ``calib_split``
+    says otherwise).
     """
 
     train_split: str = "train"
@@ -64,9 +72,18 @@ class DataSection:
     std: list[float] = field(default_factory=lambda: list(IMAGENET_STD))
     on_bad_image: Literal["warn", "skip", "error"] = "warn"
     unknown_labels: Literal["ignore", "negative"] = "ignore"
+    calib_split: str | None = None
+    calib_holdout: float | None = None
 
     def validate(self):
         out = _positive(self, "scale_size", "crop_size")
+        if self.calib_holdout is not None and self.calib_holdout != 0 and not 0 < self.calib_holdout <= 0.5:
+            out.append(("calib_holdout", f"must be a fraction of the train split in (0, 0.5] "
+                                         f"(null or 0: off), got {self.calib_holdout!r}"))
+        if self.calib_split is not None and self.calib_split in ("", self.train_split):
+            out.append(("calib_split", f"must name a labelled split other than the train split "
+                                       f"({self.train_split!r}): thresholds fitted on training images are "
+                                       f"not honest; got {self.calib_split!r}"))
         if self.scale_size > MAX_SIDE:
             out.append(("scale_size", f"must be <= {MAX_SIDE} pixels, got {self.scale_size}"))
         if not 0 <= self.cutout < 1:

@@ -64,9 +64,11 @@ def read_thresholds(path: str | os.PathLike, *, classes: list[str] | None = None
         raise MlcoreError(f"no thresholds file {where!r}: run `mlcore calibrate` first "
                           f"(it writes thresholds.json beside the checkpoint)") from None
     except (OSError, UnicodeDecodeError) as exc:
-        raise MlcoreError(f"cannot read thresholds file {where!r}: {getattr(exc, 'strerror', None) or exc}") from exc
+        reason = getattr(exc, "strerror", None) or exc
+        raise MlcoreError(f"cannot read thresholds file {where!r}: {reason}") from exc
     except json.JSONDecodeError as exc:
-        raise MlcoreError(f"thresholds file {where!r} is not valid JSON (line {exc.lineno}): {exc.msg}") from None
+        raise MlcoreError(f"thresholds file {where!r} is not valid JSON (line {exc.lineno}): "
+                          f"{exc.msg}") from None
     if not isinstance(data, dict):
         raise MlcoreError(f"thresholds file {where!r} must hold a JSON object, not {type(data).__name__}")
     missing = [k for k in ("classes", "thresholds") if k not in data]
@@ -82,8 +84,9 @@ def read_thresholds(path: str | os.PathLike, *, classes: list[str] | None = None
         raise MlcoreError(f"thresholds file {where!r}: 'thresholds' must be a list of {len(names)} numbers "
                           f"(one per class)")
     for j, v in enumerate(values):
-        if isinstance(v, bool) or not isinstance(v, (int, float)) or not math.isfinite(v):
-            raise MlcoreError(f"thresholds file {where!r}: the threshold of class {names[j]!r} is {v!r}, "
+        if isinstance(v, bool) or not isinstance(v, (int, float)) or not _finite(v):
+            shown = repr(v) if len(repr(v)) <= 24 else repr(v)[:20] + "…"
+            raise MlcoreError(f"thresholds file {where!r}: the threshold of class {names[j]!r} is {shown}, "
                               f"not a finite number")
     thr = np.asarray(values, dtype=np.float64)
     if classes is not None:
@@ -91,7 +94,8 @@ def read_thresholds(path: str | os.PathLike, *, classes: list[str] | None = None
         if names != classes:
             if sorted(names) != sorted(classes):
                 raise MlcoreError(f"thresholds file {where!r} was calibrated for other classes than the "
-                                  f"checkpoint's: {_difference(names, classes)}; run `mlcore calibrate` again")
+                                  f"checkpoint's: {_difference(names, classes)}; "
+                                  f"run `mlcore calibrate` again")
             order = {c: j for j, c in enumerate(names)}
             thr = thr[[order[c] for c in classes]]
             names = classes
@@ -108,12 +112,22 @@ def read_thresholds(path: str | os.PathLike, *, classes: list[str] | None = None
                       extra={k: v for k, v in data.items() if k not in {"classes", "thresholds"}})
 
 
+def _finite(v: int | float) -> bool:
+    """Finite as a double: JSON's NaN/Infinity are not, nor an integer too large for a
+    double (``math.isfinite`` would raise OverflowError on it)."""
+    try:
+        return math.isfinite(float(v))
+    except OverflowError:
+        return False
+
+
 def _difference(have: list[str], want: list[str]) -> str:
     if len(have) != len(want):
         return f"{len(have)} classes in the file, {len(want)} in the checkpoint"
     only_file = [c for c in have if c not in set(want)][:5]
     only_ckpt = [c for c in want if c not in set(have)][:5]
-    return f"the file's {', '.join(map(repr, only_file))} against the checkpoint's {', '.join(map(repr, only_ckpt))}"
+    return (f"the file's {', '.join(map(repr, only_file))} against the checkpoint's "
+            f"{', '.join(map(repr, only_ckpt))}")
 
 
 __all__ = ["FILE_NAME", "Thresholds", "path_beside", "read_thresholds"]

@@ -439,13 +439,24 @@ def load_weights(module: torch.nn.Module, source: str | os.PathLike | Mapping[st
     prefixes are left out on both sides). Last, the module's ``weights_loaded(layout)``,
     when it has one, is told the layout read (None: its own). Returns that layout.
     """
+    held = None
     if isinstance(source, Mapping):
         name = "<state dict>"
         state = state_dict_of(source, name)
     else:
         name = os.fspath(source)
-        state = state_dict_of(_read_file(name, what), name)
+        obj = _read_file(name, what)
+        state = state_dict_of(obj, name)
+        held = obj.get("classes") if isinstance(obj, dict) and "model" in obj else None
     order = None
+    if file_classes is None and classes is not None and isinstance(held, list) and list(held) != list(classes) \
+            and not ignore:
+        # an mlcore checkpoint names its labels: compared by name, not by position
+        if sorted(map(str, held)) != sorted(map(str, classes)):
+            raise MlcoreError(f"{what} {name!r} was trained on other labels than the model's: "
+                              f"{class_differences(list(map(str, held)), list(classes))} (weights_classes "
+                              f"cannot help: the names differ)")
+        file_classes = list(held)
     if file_classes is not None:
         if classes is None:
             raise MlcoreError("weights_classes: the model's own label names are needed to reorder the "
@@ -511,13 +522,43 @@ def reorder_classes(module: torch.nn.Module, state: dict, file_classes: str | os
     return out
 
 
-def load_weights_file(model: torch.nn.Module, path: str | os.PathLike) -> Any:
+def load_weights_file(model: torch.nn.Module, path: str | os.PathLike, *,
+                      classes: Sequence[str] | None = None, what: str = "the dataset's") -> Any:
     """Load a whole model's weights from ``path`` (its layouts applied); returns what the
-    file held, so a caller can read an mlcore checkpoint's other entries."""
+    file held, so a caller can read an mlcore checkpoint's other entries.
+
+    With ``classes`` (the model's label names, in output order) and a file that names its
+    own (an mlcore checkpoint's ``classes``), the names are compared: the same names in
+    another order are reordered into ``classes`` (the model's ``class_axes``, also in the
+    checkpoint's ``ema``); other names are an error listing the difference. A checkpoint's
+    classes are the truth about its outputs; a position is not."""
     path = os.fspath(path)
     obj = _read_file(path, "checkpoint")
-    _load(model, state_dict_of(obj, path), path)
+    order = None
+    held = obj.get("classes") if isinstance(obj, dict) else None
+    if classes is not None and isinstance(held, list) and list(held) != list(classes):
+        if sorted(map(str, held)) != sorted(map(str, classes)) or len(set(held)) != len(held):
+            raise MlcoreError(f"checkpoint {path!r} was trained on other labels than {what}: "
+                              f"{class_differences(list(map(str, held)), list(classes))}")
+        order = (list(held), list(classes))
+        if isinstance(obj.get("ema"), Mapping):  # the moving average is in the checkpoint's order too
+            obj = {**obj, "ema": reorder_classes(model, dict(obj["ema"]), *order)}
+    _load(model, state_dict_of(obj, path), path, order=order)
     return obj
+
+
+def class_differences(have: list[str], want: list[str]) -> str:
+    """What differs between two label lists, briefly (for error messages)."""
+    gone = [c for c in want if c not in set(have)]
+    new = [c for c in have if c not in set(want)]
+    parts = []
+    if new:
+        parts.append(f"the checkpoint's {_few(new)} not among them")
+    if gone:
+        parts.append(f"their {_few(gone)} not in the checkpoint")
+    if not parts:
+        parts.append(f"{len(have)} classes in the checkpoint, {len(want)} here")
+    return "; ".join(parts)
 
 
 def _load(module: torch.nn.Module, state: dict, source: str, *,

@@ -239,7 +239,7 @@ def test_calibrate_bad_inputs_exit_2_with_one_message(trained, capsys):
 
     # a checkpoint trained on other labels (same number: the weights would load)
     held = torch.load(tmp / "run" / "checkpoints" / "best.pt", weights_only=True)
-    held["classes"] = list(reversed(held["classes"]))
+    held["classes"] = ["dark " + held["classes"][0]] + held["classes"][1:]
     folder = tmp / "relabelled"
     folder.mkdir()
     torch.save(held, folder / "best.pt")

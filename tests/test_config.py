@@ -40,7 +40,7 @@ def test_base_files_merge_and_relative_paths(tmp_path):
                                        "train": {"seed": 9}})
     cfg = load_config(tmp_path / "exp.yaml")
     assert (cfg.train.epochs, cfg.train.batch_size, cfg.train.seed) == (7, 4, 9)
-    assert cfg.output_dir.endswith("exp")
+    assert cfg.output_dir.endswith("exp/version_0")  # no output_dir: a numbered folder per run
 
 
 def test_a_section_naming_another_plugin_replaces_the_base_one():

@@ -75,7 +75,7 @@ def test_sigterm_saves_and_prints_the_resume_command(tmp_path):
     proc.send_signal(signal.SIGTERM)
     out, err = proc.communicate(timeout=120)
     assert proc.returncode == 130, err
-    assert "Resume with: mlcore train" in err and "--resume" in err
+    assert f"Resume with: mlcore train {tmp_path / 'term' / 'config.yaml'} --resume" in err
     ckpt = torch.load(last, weights_only=True)
     assert ckpt["step"] >= 2
     assert not [f for f in os.listdir(last.parent) if f.startswith(".")]  # no temporary file left

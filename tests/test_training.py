@@ -81,7 +81,7 @@ def test_resume_mid_epoch_is_bit_identical(tmp_path):
     reg = Registry()
     reg.register("hook", "stop_at", StopAt)
     cfg = tiny_config(tmp_path / "b", train=train, stop_at={"at_step": 4}, **extra)
-    with pytest.raises(TrainingInterrupted, match="Resume with: mlcore train"):
+    with pytest.raises(TrainingInterrupted, match=r"Resume with: exp\.fit\(resume=True\)"):
         mlcore.build(cfg, registry=reg).fit()
     ckpt = torch.load(tmp_path / "b/checkpoints/last.pt", weights_only=True)
     # 5 batches an epoch, 2 per optimizer step: step 4 is the first of epoch 2
@@ -147,7 +147,7 @@ def test_a_corrupt_training_image_is_replaced_and_named(tmp_path):
     assert any("epoch 1: 1 unreadable training image(s) replaced" in str(w.message) for w in caught)
     cfg["data"] = {**cfg["data"], "on_bad_image": "error"}
     with pytest.raises(MlcoreError, match="truncated|cannot"):
-        mlcore.build(cfg).fit()
+        mlcore.build(cfg).fit(overwrite=True)  # the folder holds the run above
     # evaluation: an error naming the image, unless on_bad_image is skip
     bad_val = mlcore.build(cfg).val_set.images[2]
     with open(bad_val, "wb") as f:

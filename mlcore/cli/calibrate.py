@@ -9,7 +9,9 @@ threshold (the same objective over all classes pooled; see :mod:`mlcore.calibrat
 
 Writes ``thresholds.json`` beside the checkpoint (default: the run's
 ``checkpoints/best.pt``), naming the checkpoint, its checksum, step and epoch, and
-prints the thresholds with precision, recall and F1 at each.
+prints the thresholds with precision, recall and F1 at each. Without ``--split`` it
+calibrates on ``data.calib_split`` when the config sets one, else on the split ``calib``
+when ``data.calib_holdout`` keeps a fraction of the train split aside, else on ``val``.
 """
 from __future__ import annotations
 
@@ -29,7 +31,9 @@ MAX_ROWS = 20
 def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--checkpoint", metavar="PATH", help="weights to calibrate (default: the run's best.pt); "
                    "thresholds.json is written beside it")
-    p.add_argument("--split", default="val", help="the labelled split to calibrate on (default: val)")
+    p.add_argument("--split", default=None,
+                   help="the labelled split to calibrate on (default: data.calib_split when set, else the "
+                        "split 'calib' when data.calib_holdout keeps part of train aside, else val)")
     p.add_argument("--objective", default="f1", metavar="OBJ",
                    help="f1 (default), precision:P (lowest threshold with precision >= P) or recall:R "
                         "(best precision with recall >= R)")
@@ -40,12 +44,13 @@ def run(args: argparse.Namespace) -> int:
 
     from ..calibration import calibrate, check_targets, parse_objective
     from ..errors import MlcoreError
-    from ..experiment import build
+    from ..checkpoint_config import experiment_for_checkpoint
     from ..weights import _checksum_of
 
     objective = parse_objective(args.objective)  # a typo fails before anything is built
-    exp = build(args.config, args.overrides)
-    ckpt = Path(args.checkpoint) if args.checkpoint else exp.checkpoint_path()
+    # the model and input settings as trained, from the checkpoint (unless --set names them)
+    exp, ckpt, _ = experiment_for_checkpoint(args.config, args.overrides, args.checkpoint)
+    args.split = args.split or default_split(exp.config.data)
     out = ckpt.parent / FILE_NAME
     ds = exp.split_set(args.split)
     what = f"split {args.split!r} of dataset '{exp.config.dataset.name}'"
@@ -65,10 +70,6 @@ def run(args: argparse.Namespace) -> int:
     held = exp.load_checkpoint(ckpt)  # verified against that checksum while loading
     if ckpt.is_file() and _checksum_of(str(ckpt)) != checksum:
         raise MlcoreError(f"checkpoint {str(ckpt)!r} changed while it was being read; run calibrate again")
-    if held.get("classes") is not None and list(held["classes"]) != list(exp.classes):
-        raise MlcoreError(f"checkpoint {str(ckpt)!r} was trained on other labels than this config's dataset: "
-                          f"{_differences(list(held['classes']), list(exp.classes))}; thresholds would be "
-                          f"calibrated for the wrong classes")
 
     _, scores = exp.evaluate(args.split, return_scores=True)
     if int(os.environ.get("RANK", "0")) != 0:
@@ -105,6 +106,18 @@ def run(args: argparse.Namespace) -> int:
     return 0
 
 
+def default_split(data) -> str:
+    """The split ``calibrate`` fits on without ``--split``: a held-out one where the
+    config offers it (``data.calib_split``, else the ``calib`` part of the train split kept
+    aside by ``data.calib_holdout``), else ``val`` — evaluating on the split the thresholds
+    were fitted on flatters them."""
+    from ..data.holdout import HOLDOUT_SPLIT
+
+    if data.calib_split:
+        return data.calib_split
+    return HOLDOUT_SPLIT if data.calib_holdout else "val"
+
+
 def _print_table(classes: list[str], cal, prec, rec, f1) -> None:
     """Up to MAX_ROWS rows, class order; a note says how many more are in the file."""
     shown = classes[:MAX_ROWS]
@@ -133,13 +146,3 @@ def _int_or_none(x) -> int | None:
 
 def _few(names: list[str], n: int = 20) -> str:
     return ", ".join(names[:n]) + (f" … and {len(names) - n} more" if len(names) > n else "")
-
-
-def _differences(have: list[str], want: list[str]) -> str:
-    """What differs between the checkpoint's classes and the config's, briefly."""
-    if len(have) != len(want):
-        return f"{len(have)} classes in the checkpoint, {len(want)} in the dataset"
-    if sorted(have) == sorted(want):
-        return "the same classes in another order"
-    missing = [c for c in want if c not in set(have)]
-    return f"the dataset's {_few(missing, 5)} not in the checkpoint"

@@ -19,7 +19,8 @@ EXIT_INTERRUPTED = 130
 
 
 def _config_args(p: argparse.ArgumentParser) -> None:
-    p.add_argument("config", metavar="CONFIG", help="the experiment's YAML file")
+    p.add_argument("config", metavar="CONFIG", help="the experiment's YAML file" + (
+        " (or a model exported by `mlcore export`, a .onnx file)" if p.prog.endswith(" predict") else ""))
     p.add_argument("--set", dest="overrides", metavar="KEY=VALUE", nargs="+", action="extend", default=[],
                    help="override config values, e.g. --set train.epochs=5 'model={name: resnet50}'")
     _debug_arg(p)
@@ -30,14 +31,15 @@ def _debug_arg(p: argparse.ArgumentParser) -> None:
 
 
 def parser() -> argparse.ArgumentParser:
-    from . import analyze, calibrate, check, evaluate, list_plugins, predict, prepare, train
+    from . import analyze, calibrate, check, evaluate, export, list_plugins, predict, prepare, report, train
 
     top = argparse.ArgumentParser(prog="mlcore", description="Multi-label image recognition with PyTorch.")
     from .. import __version__
 
     top.add_argument("--version", action="version", version=f"mlcore {__version__}")
     sub = top.add_subparsers(dest="command", metavar="COMMAND", required=True)
-    for module in (train, evaluate, calibrate, predict, check, prepare, analyze, list_plugins):
+    for module in (train, evaluate, calibrate, export, predict, report, check, prepare, analyze,
+                   list_plugins):
         p = sub.add_parser(module.NAME, help=module.HELP, description=module.__doc__)
         if module.TAKES_CONFIG:
             _config_args(p)

@@ -72,5 +72,7 @@ def gather_rows(indices: torch.Tensor, rows: list[torch.Tensor], n: int, d: Dist
         rows = [torch.cat([p[1][k] for p in parts]) for k in range(len(rows))]
     if len(indices) != n or not torch.equal(torch.sort(indices).values, torch.arange(n)):
         raise RuntimeError(f"evaluation gathered {len(indices)} rows for {n} samples")
+    if torch.equal(indices, torch.arange(n)):
+        return list(rows)  # already in dataset order (one process, no shuffle): no N×C copy
     order = torch.argsort(indices)
     return [r[order] for r in rows]

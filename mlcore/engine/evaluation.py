@@ -45,20 +45,28 @@ def infer(model: torch.nn.Module, dataset, *, device: torch.device, normalize: N
                 failed += [b for b in bad if b]
                 probs[broken] = float("nan")
             scores.append(probs)
-            targets.append(target)
+            targets.append((target > 0).to(torch.int8) - (target < 0).to(torch.int8))  # 1, 0, -1: a byte each
             indices.append(index)
     finally:
         model.train(was_training)
     c = len(dataset.classes)
-    cat = (lambda xs, shape: torch.cat(xs) if xs else torch.zeros(shape))
-    scores_all, targets_all = gather_rows(cat(indices, (0,)).long(), [cat(scores, (0, c)), cat(targets, (0, c))],
+    def cat(xs: list, shape: tuple, dtype=torch.float32) -> torch.Tensor:
+        if len(xs) == 1:
+            return xs[0]
+        return torch.cat(xs) if xs else torch.zeros(shape, dtype=dtype)
+
+    scores_all, targets_all = gather_rows(cat(indices, (0,)).long(), [cat(scores, (0, c)),
+                                                                      cat(targets, (0, c), torch.int8)],
                                           len(dataset), d)
+    del scores, targets
     keep = ~torch.isnan(scores_all).any(1)
+    kept = (scores_all, targets_all) if bool(keep.all()) else (scores_all[keep], targets_all[keep])  # no copy
     result: dict = {}
     for m in metrics:
         m.reset()
-        m.update(scores_all[keep], targets_all[keep])
+        m.update(*kept)
         result.update(m.compute())
+    del kept
     if skip_bad:
         skipped = int((~keep).sum())
         result["num_skipped_images"] = skipped

@@ -80,16 +80,22 @@ class RunLock:
         self.path = self.folder / LOCK_NAME
         self._fd: int | None = None
         self._made: list[Path] = []  # folders created for the lock, deepest first
+        self._adopted: list[Path] = []  # folders the caller created for this run (adopt())
 
     @property
     def held(self) -> bool:
         return self._fd is not None
 
+    def adopt(self, folder: str | os.PathLike) -> None:
+        """Treat ``folder`` (made by the caller for this run: a new ``version_<n>``) as made
+        for the lock: removed again when the run stops before writing anything in it."""
+        self._adopted = [Path(folder)]
+
     def acquire(self) -> None:
         """Take the folder, or raise :class:`MlcoreError` naming the run that holds it."""
         if self._fd is not None:
             return
-        self._made = _make_folder(self.folder)
+        self._made = _make_folder(self.folder) + self._adopted
         try:
             fd, stale = self._take()
         except BaseException:

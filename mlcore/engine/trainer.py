@@ -1,12 +1,18 @@
 """The training loop: one loop for every model, extended through lifecycle hooks.
 
-Per epoch: train over the shuffled train split, validate, step the schedule, let hooks
-react (early stopping sets ``should_stop``), write ``checkpoints/last.pt`` and, when the
-monitored metric (``train.monitor``/``train.mode``) improved, ``checkpoints/best.pt``.
-With ``train.checkpoint_every`` steps ``last.pt`` is also written mid-epoch;
-``--resume`` continues from it exactly (same batches, same augmentation, same RNG
-states). SIGINT/SIGTERM finish the current step, save, and stop with the command that
-resumes.
+Per epoch: train over the shuffled train split, write ``checkpoints/last.pt`` (so an
+error during validation — one corrupt image — loses no training), validate, step the
+schedule, let hooks react (early stopping sets ``should_stop``), write ``last.pt`` again
+and, when the monitored metric (``train.monitor``/``train.mode``) improved,
+``checkpoints/best.pt``. With ``train.checkpoint_every`` steps ``last.pt`` is also written
+mid-epoch; ``--resume`` continues from it exactly (same batches, same augmentation, same
+RNG states; a ``last.pt`` from before a validation redoes that validation).
+SIGINT/SIGTERM finish the current step, save, and stop with the command that resumes.
+
+Run folders: a folder that already holds a run is refused unless the run resumes it or
+``overwrite`` starts it clean; a config without ``output_dir`` gets a new
+``runs/<config name>/version_<n>`` per run (:mod:`mlcore.engine.run_folder`). A resume
+is checked against the run's ``config.yaml`` (:mod:`mlcore.engine.resume`).
 
 The parts live beside this file: the run folder's files (``run_folder.py``), what a
 checkpoint holds (``training_state.py``), the hook plugins (``hooks.py``), signals
@@ -17,6 +23,7 @@ from __future__ import annotations
 import contextlib
 import math
 import random
+import shlex
 import warnings
 from typing import Any
 
@@ -33,7 +40,8 @@ from .evaluation import infer
 from .hooks import HookPlugins
 from .loading import make_loader
 from .optim import Schedule, build_optimizer
-from .run_folder import RunFolder
+from .resume import check_resume_config, may_change
+from .run_folder import RunFolder, new_version
 from .signals import StopSignals
 from .training_state import Progress, TrainingState, scalar_metrics
 
@@ -45,14 +53,20 @@ class Trainer:
     ``output_dir``, ``is_main``, ``config``, ``experiment``, ``last_scores`` (the last
     validation's N×C probabilities) and ``lr``, set ``should_stop``, or call
     ``interrupt()``.
+
+    ``overwrite``: start clean in a folder that holds a run (its run files are removed).
+    ``force``: resume even with config changes that break exactness. ``cli_flags``: None
+    under the Python API; from the CLI, the flags a resume command repeats (``--nproc N``)
+    — messages then say the command that resumes instead of ``exp.fit(resume=True)``.
     """
 
-    def __init__(self, experiment: Any):
+    def __init__(self, experiment: Any, *, overwrite: bool = False, force: bool = False,
+                 cli_flags: list[str] | None = None):
         self.experiment = experiment
         self.config = experiment.config
-        self.folder = RunFolder(self.config.output_dir)
-        self.output_dir = self.folder.root
-        self.checkpoint_dir = self.folder.checkpoints
+        self.overwrite, self.force, self.cli_flags = overwrite, force, cli_flags
+        self._new_folder_under: str | None = None
+        self._use_folder(self.config.output_dir)
         self.device = experiment.device
         self.monitor = self.config.train.monitor
         self.monitor_mode = self.config.train.mode
@@ -93,9 +107,38 @@ class Trainer:
         self.signals.request()
 
     # -- the run -------------------------------------------------------------------------
+    def _use_folder(self, path: Any) -> None:
+        self.folder = RunFolder(path)
+        self.output_dir = self.folder.root
+        self.checkpoint_dir = self.folder.checkpoints
+
     def fit(self, resume: bool = False) -> dict:
-        with contextlib.closing(self.folder.lock):  # the run lock (_setup) goes however fit ends
+        if resume and self.overwrite:
+            raise MlcoreError(f"{self._how('resume')} continues the run in {str(self.output_dir)!r} and "
+                              f"{self._how('overwrite')} starts it clean: choose one")
+        if self.force and not resume:
+            raise MlcoreError(f"{self._how('force')} only applies to a resume (it accepts config changes "
+                              f"that break exactness)")
+        root = getattr(self.config, "auto_output_root", None)
+        self._new_folder_under = root if root is not None and not resume else None
+        try:
             return self._fit(resume)
+        finally:  # the run lock (_setup) goes however fit ends
+            self.folder.lock.close()
+
+    def _choose_new_folder(self) -> None:
+        """A config without ``output_dir``: this run's own ``version_<n>``, made by the main
+        process and told to the other ranks."""
+        path = str(new_version(self._new_folder_under)) if self.dist.is_main else None
+        if self.dist.enabled:
+            box = [path]
+            torch.distributed.broadcast_object_list(box, src=0)
+            path = box[0]
+        self.config.output_dir = path
+        self._use_folder(path)
+        if self.dist.is_main:
+            self.folder.lock.adopt(path)  # removed again if the run stops before writing anything
+            print(f"run folder: {path}", flush=True)
 
     def _fit(self, resume: bool) -> dict:
         self._setup(resume)
@@ -113,8 +156,11 @@ class Trainer:
             finally:
                 hooks.train_end(self, reason)
         p = self.progress
-        return {"best_epoch": p.best_epoch, "best_score": p.best_score, "monitor": self.monitor,
-                **p.best_metrics, "reason": reason}
+        summary = {"best_epoch": p.best_epoch, "best_score": p.best_score, "monitor": self.monitor,
+                   **p.best_metrics, "reason": reason}
+        if self.is_main:  # the run's result, the same from the CLI and the Python API
+            self.folder.write_result(summary, self.experiment.classes)
+        return summary
 
     def _setup(self, resume: bool) -> None:
         """Everything the loop needs, checked before anything is written."""
@@ -124,15 +170,21 @@ class Trainer:
             raise MlcoreError(f"nothing to resume: {str(self.folder.last)!r} does not exist "
                               f"(run without --resume to start training)")
         self.folder.check_usable()
-        self.dist = d = setup(tc.dist_timeout, self.device)
-        self.is_main = d.is_main
-        if d.is_main:  # one run per folder, taken before anything there is read or written
-            self.folder.lock.acquire()  # (the other ranks write nothing)
-        if self.device.type == "cuda" and self.device.index is None:  # this rank's GPU, by index
-            self.device = exp.device = torch.device("cuda", torch.cuda.current_device())
-        if tc.amp == "fp16" and self.device.type != "cuda":
+        if tc.amp == "fp16" and self.device.type != "cuda":  # a config error: before any folder is touched
             raise MlcoreError("train.amp: fp16 needs a CUDA device (its gradient scaler is CUDA-only); "
                               "use bf16 on the CPU")
+        self.dist = d = setup(tc.dist_timeout, self.device)
+        self.is_main = d.is_main
+        if self._new_folder_under is not None:
+            self._choose_new_folder()
+        if d.is_main:  # one run per folder, taken before anything there is read or written
+            self.folder.lock.acquire()  # (the other ranks write nothing)
+            if resume:
+                self._check_resume_config()
+            elif self.folder.holds_run() and not self.overwrite:
+                raise MlcoreError(self._holds_run_message())
+        if self.device.type == "cuda" and self.device.index is None:  # this rank's GPU, by index
+            self.device = exp.device = torch.device("cuda", torch.cuda.current_device())
         _seed_everything(tc.seed)
         if self.device.type == "cuda":
             torch.backends.cudnn.benchmark = not tc.deterministic
@@ -157,9 +209,14 @@ class Trainer:
         if resume:
             self.state.restore(self.folder.last)  # every rank reads the same checkpoint
         if d.is_main:
+            if self.overwrite and not resume:  # as late as possible: a setup error above keeps the old run
+                removed = self.folder.clear()
+                if removed:
+                    print(f"{self._how('overwrite')}: removed the previous run's {', '.join(removed)} from "
+                          f"{str(self.output_dir)!r}", flush=True)
             self.folder.prepare(cfg.to_yaml())
             if resume:
-                self.folder.drop_metrics_after(self.step)
+                self.folder.drop_metrics_after(self.step, self.epoch)
         self.forward = self._training_forward(model)
 
     def _check_unknown_labels(self) -> None:
@@ -200,8 +257,10 @@ class Trainer:
         self.model.train()
         bad_before = p.bad_images
         loss_sum = torch.zeros((), device=self.device)
+        resumed_before_validation = left == 0 and p.epoch_loss is not None  # its training is done
         self.optimizer.zero_grad(set_to_none=True)
-        for i, (images, targets, bad, _) in enumerate(self.loader):
+        # (a resume whose epoch is trained, not validated, starts no loader: it draws no RNG)
+        for i, (images, targets, bad, _) in enumerate(self.loader if left else ()):
             self._count_bad(bad)
             end = i == left - 1
             steps = (p.batch_in_epoch + 1) % tc.accumulate == 0 or end
@@ -214,7 +273,8 @@ class Trainer:
         if p.bad_images > bad_before:
             warnings.warn(f"epoch {epoch}: {p.bad_images - bad_before} unreadable training image(s) "
                           f"replaced ({p.bad_images} in all)", stacklevel=2)
-        self._end_epoch(epoch, float(loss_sum) / max(left, 1))
+        train_loss = p.epoch_loss if resumed_before_validation else float(loss_sum) / max(left, 1)
+        self._end_epoch(epoch, train_loss)
 
     def _forward_backward(self, images: torch.Tensor, targets: torch.Tensor, sync: bool) -> torch.Tensor:
         """One batch's loss and gradients. Under DDP, micro-steps that do not step the
@@ -271,13 +331,24 @@ class Trainer:
 
     def _end_epoch(self, epoch: int, train_loss: float) -> None:
         p, hook = self.progress, self.hooks.hook
-        metrics = self.validate()
+        p.epoch_loss = train_loss
+        # the epoch's training is saved before validation, which may fail (a corrupt image
+        # under data.on_bad_image: error); best.pt waits for the validation's verdict
+        before = self.save()
+        try:
+            metrics = self.validate()
+        except MlcoreError as exc:
+            raise MlcoreError(f"{exc}\n{self._validation_failed(epoch, before)}") from exc
+        except Exception as exc:
+            exc.add_note(self._validation_failed(epoch, before))
+            raise
         hook.mlcore_validation_end(trainer=self, epoch=epoch, metrics=metrics)
         self.schedule.step_epoch(metrics)
-        p.epoch, p.batch_in_epoch = epoch, 0
+        p.epoch, p.batch_in_epoch, p.epoch_loss = epoch, 0, None
         improved = p.update_best(metrics, self.monitor, self.monitor_mode)
         if self.is_main:
-            self.folder.log_metrics({"epoch": epoch, "step": self.step, "lr": self.lr, **scalar_metrics(metrics)})
+            self.folder.log_metrics({"epoch": epoch, "step": self.step, "lr": self.lr, "train_loss": train_loss,
+                                     **scalar_metrics(metrics)})
         hook.mlcore_epoch_end(trainer=self, epoch=epoch, train_loss=train_loss, metrics=metrics)
         last = self.save()
         if improved:
@@ -329,10 +400,54 @@ class Trainer:
         return (f"the loss became {value} at step {self.step} (epoch {self.epoch + 1}, lr {self.lr:g}); "
                 f"training stopped; {good}")
 
+    def _how(self, what: str) -> str:
+        """How to ask for ``what`` (resume, overwrite, force) under the CLI or the API."""
+        if self.cli_flags is None:
+            return {"resume": "fit(resume=True)", "overwrite": "fit(overwrite=True)",
+                    "force": "fit(resume=True, force=True)"}[what]
+        return f"--{what}"
+
+    def resume_command(self) -> str:
+        """Exactly what resumes this run: the CLI command on the run's own ``config.yaml``
+        (which holds every ``--set`` it was started with), or the API call."""
+        if self.cli_flags is None:
+            return (f"exp.fit(resume=True) (in a new session: "
+                    f"mlcore.build({str(self.output_dir / 'config.yaml')!r}).fit(resume=True))")
+        return shlex.join(["mlcore", "train", str(self.output_dir / "config.yaml"), "--resume", *self.cli_flags])
+
     def _interrupted_message(self, path) -> str:
-        cfg = self.config.path or "CONFIG"
         return (f"interrupted at step {self.step} (epoch {self.epoch + 1}); saved {str(path)!r}. "
-                f"Resume with: mlcore train {cfg} --set output_dir={self.output_dir} --resume")
+                f"Resume with: {self.resume_command()}")
+
+    def _validation_failed(self, epoch: int, path) -> str:
+        return (f"validation of epoch {epoch} failed; the epoch's training is saved in {str(path)!r}. Fix the "
+                f"cause (a corrupt image: replace it, or let validation skip it with data.on_bad_image: skip, "
+                f"which a resume may change) and resume with: {self.resume_command()} — it validates epoch "
+                f"{epoch} again and goes on")
+
+    def _holds_run_message(self) -> str:
+        found = [n for n in ("config.yaml", "metrics.jsonl", "checkpoints") if (self.output_dir / n).exists()]
+        return (f"output_dir {str(self.output_dir)!r} already holds a run ({', '.join(found)}); a new run there "
+                f"would mix its results with that one's. Continue that run with {self._how('resume')}, or start "
+                f"clean with {self._how('overwrite')} (removes that run's files), or give this run another "
+                f"output_dir")
+
+    def _check_resume_config(self) -> None:
+        """The resuming config against the run's ``config.yaml``; say what changed."""
+        if self.cli_flags is None:
+            how = {"resume": f"mlcore.build({str(self.output_dir / 'config.yaml')!r}).fit(resume=True)",
+                   "force": "pass fit(resume=True, force=True)"}
+        else:
+            how = {"resume": self.resume_command(), "force": "pass --force"}
+        changes = check_resume_config(self.output_dir, self.config.resolved(), force=self.force, how=how)
+        if not changes:
+            return
+        forced = [c for c in changes if not may_change(c.key)]
+        if forced:
+            warnings.warn(f"resuming {str(self.output_dir)!r} with changes that break exactness (forced): "
+                          f"{'; '.join(map(str, forced))}", stacklevel=2)
+        print(f"resuming {str(self.output_dir)!r} with changes to its config.yaml: "
+              f"{'; '.join(map(str, changes))}", flush=True)
 
 
 def _seed_everything(seed: int) -> None:

@@ -15,6 +15,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from ..checkpoint_config import label_info_entry
 from ..errors import MlcoreError
 from ..weights import load_state, safe_load, verify_checkpoint
 from .checkpoint import FORMAT, VERSION, atomic_save, rng_state, set_rng_state
@@ -29,7 +30,10 @@ def scalar_metrics(metrics: dict) -> dict[str, float]:
 class Progress:
     """Where a run stands. ``epoch``: epochs completed; ``step``: optimizer steps taken;
     ``batch_in_epoch``: batches of the current epoch taken; the best epoch (numbered
-    from 1) by the monitored metric, and its metrics."""
+    from 1) by the monitored metric, and its metrics. ``epoch_loss``: the mean training
+    loss of an epoch whose training is done but whose validation is not (the
+    ``last.pt`` written before validation), so a resume that redoes the validation
+    reports it."""
 
     epoch: int = 0
     step: int = 0
@@ -39,6 +43,7 @@ class Progress:
     best_metrics: dict = field(default_factory=dict)
     last_metrics: dict = field(default_factory=dict)
     bad_images: int = 0
+    epoch_loss: float | None = None
 
     def update_best(self, metrics: dict, monitor: str, mode: str) -> bool:
         """Note ``metrics`` of the epoch just completed; True when it is the best so far."""
@@ -55,7 +60,7 @@ class Progress:
         return {"epoch": self.epoch, "step": self.step, "batch_in_epoch": self.batch_in_epoch,
                 "best_score": self.best_score, "best_epoch": self.best_epoch,
                 "best_metrics": _plain_metrics(self.best_metrics), "metrics": scalar_metrics(self.last_metrics),
-                "bad_images": self.bad_images}
+                "bad_images": self.bad_images, "epoch_loss": self.epoch_loss}
 
     def load(self, ckpt: dict) -> None:
         self.epoch, self.step = int(ckpt["epoch"]), int(ckpt["step"])
@@ -64,6 +69,8 @@ class Progress:
         self.best_metrics = dict(ckpt.get("best_metrics") or {})
         self.last_metrics = dict(ckpt.get("metrics") or {})
         self.bad_images = int(ckpt.get("bad_images", 0))
+        loss = ckpt.get("epoch_loss")
+        self.epoch_loss = float(loss) if loss is not None else None
 
 
 def _plain_metrics(metrics: dict) -> dict:
@@ -85,6 +92,9 @@ class TrainingState:
         state = {"format": FORMAT, "version": VERSION, "model": exp.model.state_dict(),
                  "model_name": t.config.model.name, "classes": list(exp.classes), "config": t.config.resolved(),
                  **t.progress.as_dict()}
+        info = label_info_entry(exp.label_info)  # so predict/export need no dataset (models built from it)
+        if info is not None:
+            state["label_info"] = info
         if t.ema is not None:
             state["ema"] = t.ema.state_dict()
         if full:
@@ -146,5 +156,5 @@ def what_is_left(last: Path, config: Any = None) -> str:
     evaluate = f"mlcore evaluate {config or 'CONFIG'} --checkpoint {best}"
     return (f"{str(best)!r} beside it {state}: it holds the best epoch's model weights but no optimizer "
             f"state, so training cannot continue from it; evaluate it with `{evaluate}`, or start a new run "
-            f"from its weights (model.weights) — copy it out of this folder first, since training here "
-            f"without --resume overwrites it")
+            f"from its weights (model.weights) — copy it out of this folder first, since starting again "
+            f"here (--overwrite) removes it")

@@ -7,6 +7,13 @@ from __future__ import annotations
 from mlcore import hookimpl
 
 
+def purge_step(checkpoint_step: int) -> int | None:
+    """On resume, events from the step after the checkpoint's on are dropped (they will be
+    logged again); the checkpoint's own step — its epoch's validation scalars and images —
+    is kept. None (nothing dropped) for a fresh run."""
+    return checkpoint_step + 1 if checkpoint_step else None
+
+
 class TensorBoardLogger:
     def __init__(self):
         self.writer = None
@@ -17,8 +24,7 @@ class TensorBoardLogger:
             return
         from torch.utils.tensorboard import SummaryWriter
 
-        # on resume, drop events logged after the checkpoint so curves do not fold back
-        self.writer = SummaryWriter(str(trainer.output_dir / "events"), purge_step=trainer.step or None)
+        self.writer = SummaryWriter(str(trainer.output_dir / "events"), purge_step=purge_step(trainer.step))
 
     @hookimpl
     def mlcore_train_step_end(self, trainer, step, loss, lr):

@@ -25,6 +25,13 @@ def average_precision(scores: torch.Tensor, targets: torch.Tensor, interpolated:
     ``known`` (N×C bool) leaves out the entries where it is False (unknown labels): they
     are ranked below every positive, where they change no precision.
     """
+    return average_precisions(scores, targets, known)[0 if interpolated else 1]
+
+
+def average_precisions(scores: torch.Tensor, targets: torch.Tensor,
+                       known: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+    """``(interpolated AP, step-wise AP)`` of each column, from one ranking (the two
+    differ only in the last step)."""
     n, c = scores.shape
     pos = (targets > 0).t()
     if known is not None:
@@ -33,7 +40,8 @@ def average_precision(scores: torch.Tensor, targets: torch.Tensor, interpolated:
     npos = pos.sum(1)
     pmax = int(npos.max()) if n else 0
     if pmax == 0:
-        return torch.full((c,), float("nan"), dtype=torch.float64)
+        nan = torch.full((c,), float("nan"), dtype=torch.float64)
+        return nan, nan.clone()
     s = scores.t().float().contiguous()  # C×N, one label per row
     # each label's positive scores, ascending, right-aligned in a row padded with -inf
     label, sample = pos.nonzero(as_tuple=True)
@@ -55,7 +63,12 @@ def average_precision(scores: torch.Tensor, targets: torch.Tensor, interpolated:
     precision = pos_ge / (pos_ge + neg_ge)
     real = torch.arange(pmax)[None, :] >= (pmax - npos)[:, None]
     precision = torch.where(real, precision, torch.zeros_like(precision))
-    if interpolated:  # best precision at this or any lower threshold (higher recall)
-        precision = precision.cummax(1).values
-    ap = torch.where(real, precision, torch.zeros_like(precision)).sum(1) / npos.clamp(min=1)
-    return torch.where(npos > 0, ap, torch.full_like(ap, float("nan")))
+    nan = torch.full((c,), float("nan"), dtype=torch.float64)
+
+    def mean_over_positives(p: torch.Tensor) -> torch.Tensor:
+        ap = torch.where(real, p, torch.zeros_like(p)).sum(1) / npos.clamp(min=1)
+        return torch.where(npos > 0, ap, nan)
+
+    step = mean_over_positives(precision)
+    # interpolated: the best precision at this or any lower threshold (higher recall)
+    return mean_over_positives(precision.cummax(1).values), step

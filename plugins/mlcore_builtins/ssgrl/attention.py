@@ -72,4 +72,17 @@ def attention_scores(features: torch.Tensor, label_hidden: torch.Tensor, fc_1: t
     if a.dtype != label_hidden.dtype:  # under autocast the linear layers may differ
         label_hidden = label_hidden.to(a.dtype)
         v = v.to(a.dtype)
+    if getattr(torch.compiler, "is_exporting", bool)() or torch.jit.is_tracing():  # (not in torch < 2.5)
+        return _exported_scores(a, label_hidden, v)
     return TanhProductScore.apply(a, label_hidden, v)
+
+
+def _exported_scores(a: torch.Tensor, w: torch.Tensor, v: torch.Tensor) -> torch.Tensor:
+    """The forward of :class:`TanhProductScore` for ``mlcore export`` (torch.export,
+    TorchScript tracing), which need neither its Python ``autograd.Function`` nor its
+    backward: label chunks sized for one image, so that no size depends on the batch and
+    the batch dimension stays symbolic; chunks concatenated, not written into a buffer."""
+    _, p, k = a.shape
+    step = _chunk(1, p, k)
+    return torch.cat([torch.matmul(torch.tanh(a.unsqueeze(1) * w[c0:c0 + step, None, :]), v)  # B×c×P
+                      for c0 in range(0, w.shape[0], step)], dim=1)
