@@ -5,6 +5,7 @@ The front door::
     import mlcore
     exp = mlcore.build("configs/demo.yaml")     # an Experiment
     exp.fit(); exp.evaluate("val")["mAP"]
+    exp = mlcore.from_checkpoint("configs/demo.yaml")  # scores as best.pt was trained
     mlcore.create("metric", "map", num_classes=80)
     mlcore.list_plugins("model")
 
@@ -30,6 +31,7 @@ __version__ = "0.1.0"
 _LAZY = {
     # building things
     "build": ("experiment", "build"),
+    "from_checkpoint": ("checkpoint_config", "from_checkpoint"),
     "Experiment": ("experiment", "Experiment"),
     "create": ("factory", "create"),
     "create_backbone": ("factory", "create_backbone"),

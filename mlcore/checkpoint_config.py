@@ -138,5 +138,33 @@ def experiment_for_checkpoint(config: str | os.PathLike | dict, overrides: Itera
     return exp, path, held
 
 
-__all__ = ["experiment_for_checkpoint", "read_checkpoint", "label_info_entry", "label_info_of", "INPUT_KEYS",
+def from_checkpoint(config: str | os.PathLike | dict, checkpoint: str | os.PathLike | None = None, *,
+                    overrides: Iterable[str] = (), need_data: bool = True) -> Any:
+    """An :class:`~mlcore.Experiment` holding ``checkpoint``'s weights (default: the run's
+    ``best.pt``), set up as that checkpoint was trained — its model section and input
+    sizes/normalization, its classes compared by name — exactly as ``mlcore evaluate`` and
+    ``predict`` do (``mlcore.build(config)`` takes the config as written instead).
+    ``need_data=False``: the classes come from the checkpoint and no dataset is read
+    (for ``predict``)."""
+    exp, path, _ = experiment_for_checkpoint(config, overrides, checkpoint, need_data=need_data)
+    exp.load_checkpoint(path)
+    return exp
+
+
+def differences_from(held: dict, config: Any) -> list[str]:
+    """What ``config`` (a Config) sets otherwise than the checkpoint was trained with: the
+    input keys of ``data`` and the model section (initial-weight files left out)."""
+    saved = held.get("config") if isinstance(held, dict) else None
+    if not isinstance(saved, dict):
+        return []
+    mine = config.resolved()
+    out = [f"data.{k} {saved['data'][k]!r} (this config: {mine['data'].get(k)!r})" for k in INPUT_KEYS
+           if k in (saved.get("data") or {}) and saved["data"][k] != mine["data"].get(k)]
+    if isinstance(saved.get("model"), dict) and \
+            _without_init_weights(saved["model"]) != _without_init_weights(mine["model"]):
+        out.append(f"model {saved['model'].get('name')!r} (this config's model section differs)")
+    return out
+
+
+__all__ = ["experiment_for_checkpoint", "from_checkpoint", "differences_from", "read_checkpoint", "label_info_entry", "label_info_of", "INPUT_KEYS",
            "checkpoint_path_for"]

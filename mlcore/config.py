@@ -31,13 +31,16 @@ SET_SOURCE = "--set"
 
 # -- reading ---------------------------------------------------------------------------
 def read_yaml(path: str | os.PathLike) -> dict:
-    """One YAML file as a mapping, or a ConfigError naming the file (and line)."""
+    """One YAML file as a mapping, or a ConfigError naming the file (and line). Read as
+    ``utf-8-sig``, so that a byte-order mark never becomes part of the first key."""
     path = Path(path)
     if not path.is_file():
         what = "is a folder, not a file" if path.is_dir() else "does not exist"
-        raise ConfigError(f"config file {str(path)!r} {what}")
+        full = os.path.abspath(path)
+        resolved = f" (resolved: {full!r})" if full != str(path) else ""
+        raise ConfigError(f"config file {str(path)!r}{resolved} {what}")
     try:
-        text = path.read_text(encoding="utf-8")
+        text = path.read_text(encoding="utf-8-sig")
     except (OSError, UnicodeDecodeError) as exc:
         raise ConfigError(f"cannot read config file {str(path)!r}: {exc}") from exc
     try:
@@ -137,6 +140,10 @@ def apply_set(data: dict, parts: list[str], value: Any, sources: dict[str, str])
             if nxt is not None and not (i == 0 and isinstance(nxt, str)):
                 raise ConfigError(f"--set {'.'.join(parts)}: '{'.'.join(parts[:i + 1])}' is "
                                   f"{nxt!r}, not a mapping")
+            if nxt is None:
+                # a mapping the --set brought into being (``trian.epochs=2``): a problem with
+                # it (an unknown section name) is the --set's, not the file's
+                sources.setdefault(".".join(parts[:i + 1]), SET_SOURCE)
             nxt = as_section(nxt) if isinstance(nxt, str) else {}
             node[p] = nxt
         node = nxt

@@ -114,16 +114,41 @@ class _Checker:
             common_cfg = schema_mod.check(common, {k: v for k, v in body.items() if k in own}, where, self.problems)
             body = {k: v for k, v in body.items() if k not in own}
         cfg = schema_mod.check(plugin.schema, body, where, self.problems, what=f"{kind} '{name}'")
+        self._hint_mapping_form(value, body, plugin.schema, where, own if common is not None else set())
         if cfg is None or (common is not None and common_cfg is None):
             return None
         self._check_references(cfg, where)
         rec = self.registry.record_of(kind, name)
         return PluginSpec(kind, name, plugin, cfg, where, common_cfg, rec.distribution if rec else "")
 
+    def _hint_mapping_form(self, value: dict, body: dict, schema: type, where: str, own: set[str]) -> None:
+        """``--set optimizer.name=sgd`` keeps the file's other keys of the section (adam's
+        ``betas``): when the new plugin does not take some of them, say how to replace the
+        whole section instead — the mapping form, with the keys that still apply."""
+        from .config import SET_SOURCE
+
+        if self.sources.get(f"{where}.name") != SET_SOURCE:
+            return
+        valid = {f.name for f in dataclasses.fields(schema) if f.init} | own
+        stale = [k for k in body if k not in valid and self.sources.get(f"{where}.{k}") != SET_SOURCE]
+        if not stale:
+            return
+        import yaml
+
+        keep = {k: v for k, v in value.items() if k == "name" or k in valid}
+        flow = yaml.safe_dump(keep, default_flow_style=True, sort_keys=False, width=10**6).strip()
+        self.problems.add(f"{where}.name", f"--set {where}.name={value['name']} keeps the section's other keys "
+                                           f"from {self.locate(where)} ({', '.join(map(str, stale))}); to replace "
+                                           f"the whole section give it as a mapping: --set '{where}={flow}'")
+
     def _check_references(self, cfg: Any, where: str) -> None:
         """Fields marked ``metadata={"plugin": kind}`` name another plugin: check it exists.
         With ``files``, fields marked ``metadata={"path": "file" | "dir"}`` name a local
-        file or folder: check it is there."""
+        file or folder: check it is there. The one rule of relative paths: a path is
+        relative to the working directory, except one marked ``"relative_to": "<field>"``
+        (a dataset's ``image_root``, ``label_file``…), which is relative to that field's
+        folder (``root``) — as the plugin reads it; a message shows the path as written
+        and as resolved."""
         for f in dataclasses.fields(cfg):
             kind = f.metadata.get("plugin")
             value = getattr(cfg, f.name)
@@ -134,7 +159,11 @@ class _Checker:
                     self.problems.add(f"{where}.{f.name}", str(exc))
             wanted = f.metadata.get("path")
             if self.files and wanted and isinstance(value, str):
-                problem = _path_problem(value, wanted)
+                base = f.metadata.get("relative_to")
+                base_value = getattr(cfg, base, None) if base else None
+                if base and not (isinstance(base_value, str) and os.path.isdir(base_value)):
+                    continue  # its base is missing: the base's own problem says it
+                problem = _path_problem(value, wanted, base_value, base)
                 if problem:
                     self.problems.add(f"{where}.{f.name}", problem)
 
@@ -192,15 +221,35 @@ class _Checker:
         return output_dir
 
 
-def _path_problem(value: str, wanted: str) -> str | None:
-    """Why ``value`` is not an existing file (``wanted == "file"``) or folder, or None."""
+def resolved_path(value: str, base: str | None = None) -> str:
+    """The absolute path a config's ``value`` names: relative to ``base`` (a folder) when
+    given, else to the working directory; an absolute ``value`` as it is."""
+    return os.path.normpath(os.path.join(os.path.abspath(base) if base else os.getcwd(), value))
+
+
+def shown_path(value: str, base: str | None = None, base_name: str | None = None) -> str:
+    """``value`` as written and, when it differs, as resolved — so that a relative path
+    read from an unexpected folder is seen at once."""
+    full = resolved_path(value, base)
+    if full == value:
+        return repr(value)
+    start = f"relative to {base_name}" if base_name else "relative to the working directory"
+    return f"{value!r} (resolved: {full!r}, {start})" if not os.path.isabs(value) else f"{value!r} ({full!r})"
+
+
+def _path_problem(value: str, wanted: str, base: str | None = None,
+                  base_name: str | None = None) -> str | None:
+    """Why ``value`` (relative to ``base``, else the working directory) is not an
+    existing file (``wanted == "file"``) or folder, or None."""
+    full, named = resolved_path(value, base), shown_path(value, base, base_name)
     if wanted == "dir":
-        if os.path.isdir(value):
+        if os.path.isdir(full):
             return None
-        return f"{value!r} is a file, not a folder" if os.path.exists(value) else f"folder {value!r} does not exist"
-    if os.path.isfile(value):
+        return (f"{named} is a file, not a folder" if os.path.exists(full)
+                else f"folder {named} does not exist")
+    if os.path.isfile(full):
         return None
-    return f"{value!r} is a folder, not a file" if os.path.exists(value) else f"file {value!r} does not exist"
+    return f"{named} is a folder, not a file" if os.path.exists(full) else f"file {named} does not exist"
 
 
 __all__ = ["check_config", "CORE_SECTIONS", "DEFAULTS"]

@@ -29,9 +29,16 @@ class PluginError(MlcoreError):
 
 
 def did_you_mean(word: str, options: Iterable[str]) -> str:
-    """``" (did you mean 'x'?)"`` for the closest option, or ``""`` when none is close."""
-    close = difflib.get_close_matches(word, list(options), n=1, cutoff=0.6)
-    return f" (did you mean '{close[0]}'?)" if close else ""
+    """``" (did you mean 'x'?)"`` for the closest option, or ``""`` when none is close.
+
+    Case is ignored when comparing (``ASL`` suggests ``asl``): names are case-sensitive,
+    but a user who typed another case meant that name; the option is shown as spelled."""
+    options = [str(o) for o in options]
+    by_lower: dict[str, str] = {}
+    for o in options:
+        by_lower.setdefault(o.lower(), o)
+    close = difflib.get_close_matches(word.lower(), list(by_lower), n=1, cutoff=0.6)
+    return f" (did you mean '{by_lower[close[0]]}'?)" if close else ""
 
 
 class TrainingInterrupted(MlcoreError):

@@ -22,6 +22,24 @@ def _built(what: str, spec, **context: Any) -> Any:
     return build_named(spec.plugin, spec.cfg, what, **context)
 
 
+def shared_images(train: Any, val: Any) -> tuple[int, list[str]]:
+    """``(count, a few names)`` of the images of ``val`` that are also in ``train``, by
+    normalized absolute path; ``(0, [])`` when either dataset has no list of ``images``
+    (the attribute is optional; a lazy sequence such as OpenImages' 9M paths is skipped).
+    Cheap: only the paths whose file name is also in the other split are normalized."""
+    a, b = getattr(train, "images", None), getattr(val, "images", None)
+    if not isinstance(a, (list, tuple)) or not isinstance(b, (list, tuple)):
+        return 0, []
+    names = {os.path.basename(str(p)) for p in a}
+    maybe = [str(p) for p in b if os.path.basename(str(p)) in names]
+    if not maybe:
+        return 0, []
+    common = {os.path.basename(m) for m in maybe}
+    kept = {os.path.normpath(os.path.abspath(str(p))) for p in a if os.path.basename(str(p)) in common}
+    both = [p for p in maybe if os.path.normpath(os.path.abspath(p)) in kept]
+    return len(both), both[:5]
+
+
 class Experiment:
     """Everything one config describes: data, model, loss, metrics, and how to train.
 
@@ -80,6 +98,16 @@ class Experiment:
         if list(ds.classes) != list(self.classes):
             raise MlcoreError(f"dataset '{self.config.dataset.name}': split {self.config.data.val_split!r} "
                               f"has other classes than the train split")
+        # leakage: an image in both splits inflates every validation score (once per build)
+        count, some = shared_images(self.train_set, ds)
+        if count:
+            import warnings
+
+            d = self.config.data
+            warnings.warn(f"dataset '{self.config.dataset.name}': {count} of the {len(ds)} images of the "
+                          f"{d.val_split} split are also in the {d.train_split} split (the same file), which "
+                          f"inflates validation scores: {', '.join(map(repr, some))}"
+                          f"{', …' if count > len(some) else ''}", stacklevel=2)
         return ds
 
     @cached_property
@@ -221,10 +249,17 @@ class Experiment:
 
         best = self.checkpoint_path("best")
         if best.is_file():
+            from .checkpoint_config import differences_from
+
             held = self.load_checkpoint(best)
             epoch = f", epoch {held['best_epoch']}" if held.get("best_epoch") is not None else ""
             print(f"mlcore: {action}() uses the run's best weights, {str(best)!r}{epoch} (choose others with "
                   f"load_checkpoint('last' | path))", file=sys.stderr, flush=True)
+            differ = differences_from(held, self.config)
+            if differ:  # the CLI would score as trained; this experiment follows its config as written
+                warnings.warn(f"{str(best)!r} was trained with {'; '.join(differ)}: {action}() follows this "
+                              f"config as written; mlcore.from_checkpoint(config) sets up the experiment as "
+                              f"the checkpoint was trained (as mlcore evaluate and predict do)", stacklevel=3)
             return
         init = getattr(self.config.model.cfg, "weights", None)
         if init:

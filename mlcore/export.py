@@ -35,7 +35,11 @@ object in the extra file ``mlcore.json``): ``classes`` (JSON list, output order)
 checkpoint — what ``thresholds.json`` records — or, for a file without one, the sha256 of
 its bytes) and, when ``thresholds.json`` sits beside the checkpoint, ``thresholds`` (JSON
 list in class order), ``threshold_objective``, ``threshold_split`` and ``threshold_rule``
-(``score >= threshold``).
+(``score >= threshold``), and ``weights``: ``ema`` when the checkpoint's exponential moving
+average of the weights was exported (the default when it has one, as ``predict`` uses it),
+``raw`` otherwise. Calibrated thresholds are fitted to the raw weights: with the EMA
+exported they are left out (a note says so; ``weights="raw"`` exports the raw weights with
+them).
 
 **Default output:** ``<output_dir>/export/model.onnx`` (``model.pt`` for TorchScript), the
 run's folder beside ``checkpoints/``.
@@ -118,19 +122,32 @@ def default_out(exp: "Experiment", fmt: str) -> Path:
 
 
 def export(exp: "Experiment", fmt: str, checkpoint: str | os.PathLike | None = None,
-           out: str | os.PathLike | None = None, log: Callable[[str], Any] = print) -> ExportResult:
+           out: str | os.PathLike | None = None, log: Callable[[str], Any] = print,
+           weights: str | None = None) -> ExportResult:
     """Export ``exp``'s model with the weights of ``checkpoint`` (default: the run's
-    ``best.pt``) to ``out`` in format ``fmt``, verified against PyTorch first."""
+    ``best.pt``) to ``out`` in format ``fmt``, verified against PyTorch first.
+
+    ``weights``: ``"ema"`` or ``"raw"``; by default the checkpoint's EMA when it holds one
+    (what ``predict`` uses), else the raw weights. The metadata's ``weights`` says which."""
     if fmt not in FORMATS:
         raise MlcoreError(f"unknown export format {fmt!r}: use one of {', '.join(FORMATS)}")
+    if weights not in (None, "ema", "raw"):
+        raise MlcoreError(f"unknown weights {weights!r}: use 'ema' or 'raw'")
     if fmt == "onnx":
         require_onnx(exporting=True)
     ckpt = Path(checkpoint) if checkpoint is not None else exp.checkpoint_path()
     out = Path(out) if out is not None else default_out(exp, fmt)
     _check_writable(out)
-    exp.load_checkpoint(ckpt)  # a missing or damaged checkpoint, or other labels: a clear error here
+    held = exp.load_checkpoint(ckpt)  # a missing or damaged checkpoint, or other labels: a clear error here
     classes = list(exp.classes)  # the model's output order (a checkpoint's names are compared while loading)
-    meta = metadata(exp, ckpt, classes, log)
+    if weights == "ema" and "ema" not in held:
+        raise MlcoreError(f"checkpoint {str(ckpt)!r} holds no EMA of the weights (train.ema was off); "
+                          f"export its raw weights")
+    use_ema = "ema" in held and weights != "raw"
+    if use_ema:
+        exp.load_state(held["ema"], str(ckpt))
+        log(f"exporting the EMA weights of {ckpt} (--weights raw for the raw ones)")
+    meta = metadata(exp, ckpt, classes, log, ema=use_ema)
     d = exp.config.data
     model = deployed(exp.model.cpu().eval(), d.mean, d.std)
     data, diffs = (onnx_bytes if fmt == "onnx" else torchscript_bytes)(model, int(d.crop_size), meta)
@@ -139,9 +156,10 @@ def export(exp: "Experiment", fmt: str, checkpoint: str | os.PathLike | None = N
 
 
 def metadata(exp: "Experiment", ckpt: Path, classes: list[str],
-             log: Callable[[str], Any] = print) -> dict[str, str]:
+             log: Callable[[str], Any] = print, ema: bool = False) -> dict[str, str]:
     """The metadata strings (see the module docstring), thresholds included when
-    ``thresholds.json`` sits beside the checkpoint (checked against its classes and checksum)."""
+    ``thresholds.json`` sits beside the checkpoint (checked against its classes and checksum)
+    and the raw weights are exported (``ema`` false): they were fitted to those."""
     from . import __version__
     from .thresholds_file import path_beside, read_thresholds
     from .weights import _checksum_of
@@ -160,9 +178,13 @@ def metadata(exp: "Experiment", ckpt: Path, classes: list[str],
         "mlcore_version": __version__,
         "checkpoint": str(ckpt),
         "checkpoint_sha256": checksum[1] if checksum else _file_sha256(ckpt),
+        "weights": "ema" if ema else "raw",
     }
     beside = path_beside(ckpt)
-    if beside.is_file():
+    if beside.is_file() and ema:
+        log(f"calibrated thresholds in {beside} are for the raw weights: left out of the EMA export "
+            f"(--weights raw exports the raw weights with them)")
+    elif beside.is_file():
         thr = read_thresholds(beside, classes=classes, checkpoint_sha256=checksum[1] if checksum else None)
         meta.update(thresholds=json.dumps([float(t) for t in thr.thresholds]),
                     threshold_objective=thr.objective, threshold_split=thr.split,
@@ -385,6 +407,9 @@ class OnnxModel:
         """The calibrated per-class thresholds kept in the metadata at export."""
         import numpy as np
 
+        if self._thresholds is None and self.metadata.get("weights") == "ema":
+            raise MlcoreError(f"{self.path!r} holds the EMA weights and no calibrated thresholds (they are "
+                              f"fitted to the raw weights): export with --weights raw to ship them")
         if self._thresholds is None:
             raise MlcoreError(f"{self.path!r} carries no calibrated thresholds: run `mlcore calibrate` on "
                               f"its checkpoint, then export it again")

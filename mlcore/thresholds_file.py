@@ -58,7 +58,7 @@ def read_thresholds(path: str | os.PathLike, *, classes: list[str] | None = None
     the checkpoint in use), a file calibrated for another checkpoint is refused."""
     where = str(path)
     try:
-        with open(path, encoding="utf-8") as f:
+        with open(path, encoding="utf-8-sig") as f:
             data = json.load(f)
     except FileNotFoundError:
         raise MlcoreError(f"no thresholds file {where!r}: run `mlcore calibrate` first "

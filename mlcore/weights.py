@@ -466,11 +466,13 @@ def load_weights(module: torch.nn.Module, source: str | os.PathLike | Mapping[st
 
 
 def read_class_names(source: str | os.PathLike | Sequence[str]) -> list[str]:
-    """Label names from a text file (one per line, blank lines skipped) or a sequence."""
+    """Label names from a text file (one per line, blank lines skipped) or a sequence.
+    The file is read as ``utf-8-sig``: a byte-order mark (Windows editors write one) would
+    otherwise stick to the first name and make it match no label."""
     if isinstance(source, (str, os.PathLike)):
         path = os.fspath(source)
         try:
-            with open(path, encoding="utf-8") as f:
+            with open(path, encoding="utf-8-sig") as f:
                 names = [line.strip() for line in f if line.strip()]
         except (OSError, UnicodeDecodeError) as exc:
             raise MlcoreError(f"weights_classes: cannot read {path!r}: {getattr(exc, 'strerror', None) or exc}"

@@ -70,8 +70,9 @@ def label_vectors(path: str | os.PathLike, classes: Sequence[str],
     from .cache import cache_dir
 
     st = os.stat(path)
+    # "bom": results read before a byte-order mark was ignored are not reused
     key = hashlib.sha256(json.dumps([os.path.abspath(path), st.st_size, st.st_mtime_ns, list(classes),
-                                     missing_words]).encode()).hexdigest()[:24]
+                                     missing_words, "bom"]).encode()).hexdigest()[:24]
     cached = os.path.join(cache_dir(), "embeddings", f"{key}.npy")
     if os.path.isfile(cached):
         return np.load(cached, allow_pickle=False)
@@ -105,14 +106,16 @@ def label_vectors(path: str | os.PathLike, classes: Sequence[str],
 
 def _read_text(path: str, wanted: set[str]) -> tuple[dict[str, np.ndarray], dict[str, np.ndarray]]:
     """The vectors of ``wanted`` words from a text file: by exact spelling, and by
-    lower-cased spelling (first occurrence) for a case-insensitive fallback."""
+    lower-cased spelling (first occurrence) for a case-insensitive fallback. Read as
+    ``utf-8-sig``: a byte-order mark would glue itself to the first word (or break the
+    word2vec header "count dim")."""
     import numpy as np
 
     found: dict[str, np.ndarray] = {}
     folded: dict[str, np.ndarray] = {}
     lowered = {w.lower() for w in wanted}
     dim = None
-    with open(path, encoding="utf-8", errors="replace") as f:
+    with open(path, encoding="utf-8-sig", errors="replace") as f:
         for lineno, line in enumerate(f, 1):
             if dim is None:
                 parts = line.split()

@@ -44,6 +44,15 @@ def run_cli(*args, env=None, cwd=ROOT, timeout=300) -> subprocess.CompletedProce
                           cwd=cwd, env=full_env, timeout=timeout)
 
 
+def run_main(capsys, *argv):
+    """``mlcore ARGV`` in this process (torch imported once): ``(exit code, stdout, stderr)``."""
+    from mlcore.cli.main import main
+
+    code = main([str(a) for a in argv])
+    out = capsys.readouterr()
+    return code, out.out, out.err
+
+
 def make_dist(where: Path, name: str, entry_points: dict[str, dict[str, str]],
               modules: dict[str, str] | None = None, version: str = "1.0") -> Path:
     """A fake installed distribution: a ``.dist-info`` folder and its modules under ``where``."""

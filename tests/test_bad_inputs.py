@@ -99,10 +99,18 @@ def test_checkpoint_and_weight_mistakes(tmp_path, capsys, cfg):
 
 
 def test_predict_and_output_mistakes(tmp_path, capsys, cfg):
+    import torch
+
+    import mlcore
+
     run_dir, path = cfg
     text = tmp_path / "photo.jpg"
     text.write_text("this is text")
-    assert_clean_error(capsys, ["predict", path, text], "photo.jpg")
+    # no checkpoint yet: that is said first (the checkpoint sets the input size the images get)
+    assert_clean_error(capsys, ["predict", path, text], "best.pt' does not exist", "train first")
+    weights = tmp_path / "weights.pt"
+    torch.save(mlcore.build(path).model.state_dict(), weights)
+    assert_clean_error(capsys, ["predict", path, text, "--checkpoint", weights], "photo.jpg")
     afile = tmp_path / "afile"
     afile.write_text("x")
     assert_clean_error(capsys, ["train", path, "--set", f"output_dir={afile}"], "is a file, not a folder")

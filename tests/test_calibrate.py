@@ -9,7 +9,7 @@ from fractions import Fraction
 import numpy as np
 import pytest
 
-from conftest import run_cli, tiny_config, write_yaml
+from conftest import run_cli, run_main, tiny_config, write_yaml
 from mlcore import calibration
 from mlcore.calibration import calibrate, check_targets, parse_objective
 from mlcore.errors import MlcoreError
@@ -183,12 +183,7 @@ def trained(tmp_path_factory):
     return tmp, path
 
 
-def _main(capsys, *argv):
-    from mlcore.cli.main import main
-
-    code = main([str(a) for a in argv])
-    out = capsys.readouterr()
-    return code, out.out, out.err
+_main = run_main  # mlcore in this process: (exit code, stdout, stderr)
 
 
 def test_calibrate_writes_thresholds_beside_the_checkpoint(trained, capsys):

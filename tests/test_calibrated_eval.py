@@ -9,7 +9,7 @@ import shutil
 import numpy as np
 import pytest
 
-from conftest import tiny_config, write_yaml
+from conftest import run_main, tiny_config, write_yaml
 from mlcore.errors import MlcoreError
 
 NUM_TRAIN, FRACTION = 24, 0.25
@@ -34,12 +34,7 @@ def run(tmp_path_factory):
     return tmp, path
 
 
-def _main(capsys, *argv):
-    from mlcore.cli.main import main
-
-    code = main([str(a) for a in argv])
-    out = capsys.readouterr()
-    return code, out.out, out.err
+_main = run_main  # mlcore in this process: (exit code, stdout, stderr)
 
 
 def _prf_numpy(pred: np.ndarray, targets: np.ndarray) -> dict:

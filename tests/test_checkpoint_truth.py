@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 import torch
 
-from conftest import tiny_config, write_yaml
+from conftest import run_main, tiny_config, write_yaml
 
 
 @pytest.fixture(scope="module")
@@ -29,12 +29,7 @@ def run(tmp_path_factory):
     return tmp, path, write_yaml(tmp / "later.yaml", later)
 
 
-def _main(capsys, *argv):
-    from mlcore.cli.main import main
-
-    code = main([str(a) for a in argv])
-    out = capsys.readouterr()
-    return code, out.out, out.err
+_main = run_main  # mlcore in this process: (exit code, stdout, stderr)
 
 
 def _reversed_checkpoint(src, dst):
@@ -150,3 +145,15 @@ def test_predict_needs_no_dataset(run, capsys, tmp_path):
     assert [d["label"] for d in a["topk"]] == [d["label"] for d in b["topk"]]
     for x, y in zip(a["topk"], b["topk"]):
         assert x["probability"] == pytest.approx(y["probability"], abs=1e-5)
+
+
+def test_the_python_api_says_when_the_config_differs_and_from_checkpoint_scores_as_trained(run, capsys):
+    import mlcore
+
+    tmp, trained, later = run
+    want = mlcore.build(trained).evaluate()["mAP"]  # the config it was trained with: nothing to say
+    with pytest.warns(UserWarning, match=r"data\.crop_size 40 \(this config: 32\)[\s\S]*from_checkpoint"):
+        mlcore.build(later).evaluate()  # scored at 32 px, as the config is written
+    exp = mlcore.from_checkpoint(later)
+    assert exp.config.data.crop_size == 40 and exp.weights_source.endswith("best.pt")
+    assert exp.evaluate()["mAP"] == pytest.approx(want, abs=1e-9)

@@ -181,7 +181,7 @@ def test_listfile_reads_the_seed_format_and_names_bad_lines(tmp_path):
     with pytest.raises(MlcoreError, match=r"val.txt:1: unknown label 'cow'"):
         mlcore.create("dataset", "listfile", root=str(tmp_path), split="val")
     (tmp_path / "val.txt").write_text("img/z.jpg\tbird\n")
-    with pytest.raises(MlcoreError, match=r"val.txt:1: image .*z.jpg' does not exist"):
+    with pytest.raises(MlcoreError, match=r"val.txt: 1 of the 1 listed images do not exist under .*'img/z.jpg' \(line 1\)"):
         mlcore.create("dataset", "listfile", root=str(tmp_path), split="val")
     with pytest.raises(MlcoreError, match=r"Unknown value 'test' for argument split.*\['train', 'val'\]"):
         mlcore.create("dataset", "listfile", root=str(tmp_path), split="test")

@@ -241,3 +241,56 @@ def test_user_errors_exit_2_with_one_message(tmp_path, capsys, monkeypatch):
     monkeypatch.setitem(__import__("sys").modules, "onnxruntime", None)  # the extra not installed
     rc, _, err = cli(capsys, "export", cfg_path, "--format", "onnx")
     assert rc == 2 and "pip install 'mlcore[export]'" in err and "onnxruntime" in err
+
+
+def test_calibrated_predictions_agree_on_the_calibration_split(tmp_path, capsys, monkeypatch):
+    """The thresholds are exact scores of the calibration split's images, where onnxruntime
+    and PyTorch differ by ~1e-7: both runtimes count a score within 1e-6 below its class's
+    threshold as reaching it, so they name the same labels on exactly those images."""
+    from mlcore.cli.calibrate import default_split
+
+    cfg_path, exp = trained(tmp_path)
+    assert cli(capsys, "calibrate", cfg_path)[0] == 0
+    out_file = tmp_path / "m.onnx"
+    assert cli(capsys, "export", cfg_path, "--format", "onnx", "--out", out_file)[0] == 0
+    images = list(exp.split_set(default_split(exp.config.data)).images)
+    _, by_config, _ = cli(capsys, "predict", cfg_path, *images, "--json", "--threshold", "calibrated")
+    rc, by_onnx, err = cli(capsys, "predict", out_file, *images, "--json", "--threshold", "calibrated")
+    assert rc == 0, err
+    a, b = rows(by_config), rows(by_onnx)
+    assert len(a) == len(b) == len(images)
+    assert [{e["label"] for e in r["above_threshold"]} for r in a] == \
+           [{e["label"] for e in r["above_threshold"]} for r in b]
+    # the runtimes' ~1e-7 difference, made certain: onnxruntime's scores a hair lower
+    real = OnnxModel.predict
+    monkeypatch.setattr(OnnxModel, "predict", lambda self, *x, **k: real(self, *x, **k) - 5e-7)
+    rc, lower, err = cli(capsys, "predict", out_file, *images, "--json", "--threshold", "calibrated")
+    assert rc == 0, err
+    assert [{e["label"] for e in r["above_threshold"]} for r in a] == \
+           [{e["label"] for e in r["above_threshold"]} for r in rows(lower)]
+
+
+def test_export_and_predict_take_the_ema_weights_and_say_so(tmp_path, capsys):
+    cfg = config(tmp_path, {"name": "classifier", "backbone": "tiny"})
+    cfg["train"].update(ema=0.5)
+    cfg_path = write_yaml(tmp_path / "cfg.yaml", cfg)
+    exp = mlcore.build(cfg_path)
+    exp.fit()
+    out_file = tmp_path / "ema.onnx"
+    rc, out, err = cli(capsys, "export", cfg_path, "--format", "onnx", "--out", out_file)
+    assert rc == 0, err
+    assert "EMA" in out + err
+    meta = {p.key: p.value for p in onnx.load(str(out_file)).metadata_props}
+    assert meta["weights"] == "ema"
+    images = exp.val_set.images[:4]
+    _, by_config, err_config = cli(capsys, "predict", cfg_path, *images, "--json", "--topk", "10")
+    assert "EMA" in err_config
+    _, by_onnx, _ = cli(capsys, "predict", out_file, *images, "--json", "--topk", "10")
+    for ra, rb in zip(rows(by_config), rows(by_onnx)):
+        pa = {e["label"]: e["probability"] for e in ra["topk"]}
+        pb = {e["label"]: e["probability"] for e in rb["topk"]}
+        assert pa.keys() == pb.keys() and all(abs(pa[k] - pb[k]) <= 1e-4 for k in pa)
+    # the raw weights on request: other numbers, and the metadata says which
+    raw_file = tmp_path / "raw.onnx"
+    assert cli(capsys, "export", cfg_path, "--format", "onnx", "--out", raw_file, "--weights", "raw")[0] == 0
+    assert {p.key: p.value for p in onnx.load(str(raw_file)).metadata_props}["weights"] == "raw"

@@ -196,3 +196,26 @@ def test_training_with_a_missing_image_warns_and_completes(oi, tmp_path):
     assert any("0002b.jpg" in str(w.message) or "unreadable training image" in str(w.message) for w in caught)
     assert "mAP" in result
     assert exp.label_info.counts.tolist() == [2, 2, 1, 0]
+
+
+def test_prepare_summarizes_the_sparse_splits_without_a_dense_matrix(oi, monkeypatch, capsys):
+    """prepare (and analyze) count from the sparse labels: never a dense N×C matrix (the
+    train split's would be 86 GB), the same figures as counting the dense targets."""
+    from mlcore.cli.main import main
+    from mlcore.data.stats import positives_per_class, positives_per_image
+    from mlcore_builtins.openimages.dataset import SparseTargets
+
+    ds = mlcore.create("dataset", "openimages", root=str(oi), split="train")
+    want = (TRAIN_TARGETS > 0)
+    np.testing.assert_array_equal(positives_per_image(ds), want.sum(1))
+    np.testing.assert_array_equal(positives_per_class(ds), want.sum(0))
+
+    def refuse(self, dtype=None, copy=None):
+        raise AssertionError("a dense targets matrix was made")
+
+    monkeypatch.setattr(SparseTargets, "__array__", refuse)
+    assert main(["prepare", "openimages", "--root", str(oi), "--splits", "train,validation"]) == 0
+    out = capsys.readouterr().out
+    row = next(line for line in out.splitlines() if line.split()[:1] == ["train"])
+    per = want.sum(1)
+    assert row.split()[1:] == [str(len(per)), f"{per.mean():.2f}", str(int((per == 0).sum()))]

@@ -276,3 +276,35 @@ def test_the_api_uses_the_weights_the_cli_would_and_says_which(tmp_path, capsys)
     assert "best.pt" in other.weights_source and "best weights" in capsys.readouterr().err
     with pytest.raises(MlcoreError, match="does not exist"):
         mlcore.build(small(tmp_path / "empty")).load_checkpoint("last")
+
+
+def test_a_run_saved_before_newer_config_keys_resumes(tmp_path, capsys, registry):
+    """A run whose config.yaml predates keys added since (they took their defaults) is the
+    same run: resuming it with its own config is no change."""
+    run = tmp_path / "old"
+    cfg = write_yaml(tmp_path / "c.yaml", small(run))
+    assert cli("train", cfg, capsys=capsys)[0] == 0
+    saved = yaml.safe_load((run / "config.yaml").read_text())
+    for key in ("calib_split", "calib_holdout"):  # keys added after such a run was written
+        saved["data"].pop(key, None)
+    (run / "config.yaml").write_text(yaml.safe_dump(saved, sort_keys=False))
+    rc, out, err = cli("train", run / "config.yaml", "--resume", "--set", "train.epochs=2", capsys=capsys)
+    assert rc == 0, err
+    assert "calib" not in out + err and "train.epochs: 1 -> 2" in out
+
+
+def test_the_resume_command_works_from_another_folder(tmp_path, capsys, registry, monkeypatch):
+    """A relative output_dir: the printed command names the run by absolute paths."""
+    monkeypatch.chdir(tmp_path)
+    cfg = write_yaml(tmp_path / "my.yaml", small("runs/rel", sigint_at={"at_step": 1}))
+    rc, out, err = cli("train", cfg, capsys=capsys)
+    assert rc == 130, err
+    command = err.split("Resume with: ", 1)[1].strip()
+    assert str(tmp_path / "runs" / "rel" / "config.yaml") in command
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    monkeypatch.chdir(elsewhere)
+    rc, out, err = cli(*shlex.split(command)[1:], capsys=capsys)
+    assert rc == 0, err
+    assert not (elsewhere / "runs").exists()  # the run went on in its own folder
+    assert torch.load(tmp_path / "runs" / "rel" / "checkpoints" / "last.pt", weights_only=True)["step"] == 2

@@ -20,9 +20,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    import numpy as np
-
-    from ..data.stats import class_lines, split_table, top_pairs
+    from ..data.stats import class_lines, positives_per_image, split_table, top_pairs
     from ..errors import MlcoreError
     from ..experiment import build
     from ..run_report.figures import cooccurrence, label_frequency
@@ -42,7 +40,7 @@ def run(args: argparse.Namespace) -> int:
         raise MlcoreError(f"cannot write to {str(out)!r}: {exc.strerror or exc}") from exc
     d = exp.config.data
     print(f"{exp.config.dataset.name}: {len(info.classes)} classes")
-    splits = {d.train_split: exp.train_set.targets, d.val_split: np.asarray(exp.val_set.targets)}
+    splits = {d.train_split: positives_per_image(exp.train_set), d.val_split: positives_per_image(exp.val_set)}
     for line in split_table(splits):
         print(line)
     for line in class_lines(info.classes, info.counts):

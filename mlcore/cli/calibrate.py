@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import argparse
 import os
-from pathlib import Path
 
 from .results import write_json
 
@@ -100,7 +99,7 @@ def run(args: argparse.Namespace) -> int:
     write_json(result, out)  # atomic; a failure names the file
     _print_table(classes, cal, prec, rec, f1)
     if fallback:
-        print(f"{len(fallback)} class(es) took the global threshold {cal.global_threshold:.6g} "
+        print(f"{len(fallback)} class(es) took the global threshold {cal.global_threshold:.4g} "
               f"({cal.global_objective} over all classes pooled): {_few(fallback)}")
     print(f"objective {objective} on split {args.split!r}; wrote {out}")
     return 0

@@ -1,6 +1,10 @@
 """Evaluate a trained model on the validation split (or ``--split``).
 
-Writes to ``--out`` (default ``output_dir/eval/``): ``result.json`` (the seed's keys:
+Writes to ``--out``; by default to the run's ``output_dir/eval/`` when the run's own
+``best.pt`` is evaluated (no ``--checkpoint``), and with ``--checkpoint X`` to
+``eval-<X's stem>/`` beside X (``checkpoints/last.pt`` → ``checkpoints/eval-last/``): the
+run's ``eval/`` describes its best checkpoint (``mlcore report`` reads it), and scoring
+another file must not replace it. Files: ``result.json`` (the seed's keys:
 ``mAP``, ``ap_list``, ``topk_cp`` … ``threshold_of1``, plus ``classes``, ``num_images``,
 ``split`` and ``checkpoint``), ``scores.npy`` (N×C probabilities in dataset order) and
 ``predictions.tsv`` (``image<TAB>label,label,…``: the top-k labels, the seed's list
@@ -41,7 +45,9 @@ TAKES_CONFIG = True
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--checkpoint", metavar="PATH", help="weights to evaluate (default: the run's best.pt)")
-    p.add_argument("--out", metavar="DIR", help="output folder (default: output_dir/eval)")
+    p.add_argument("--out", metavar="DIR",
+                   help="output folder (default: output_dir/eval; with --checkpoint X: eval-<X stem>/ beside X, "
+                        "so the run's eval/ is kept)")
     p.add_argument("--split", default="val", help="which split to evaluate (default: val)")
     p.add_argument("--topk", type=int, default=3, help="labels per image in predictions.tsv (default 3)")
     p.add_argument("--plots", action="store_true", help="also write ap_per_class.png and pr_curves.png")
@@ -58,7 +64,7 @@ def run(args: argparse.Namespace) -> int:
 
     # the model and input settings as trained, from the checkpoint (unless --set names them)
     exp, path, _ = experiment_for_checkpoint(args.config, args.overrides, args.checkpoint)
-    out = Path(args.out) if args.out else Path(exp.config.output_dir) / "eval"
+    out = default_out(args.out, str(path) if args.checkpoint else None, exp.config.output_dir)
     if out.exists() and not out.is_dir():
         raise MlcoreError(f"--out {str(out)!r} is a file, not a folder")
     ckpt = str(path)
@@ -108,6 +114,17 @@ def run(args: argparse.Namespace) -> int:
         print(f"EMA of the weights: mAP {result['ema_mAP']:.4f}")
     print(f"wrote {out}/{', '.join(written)}")
     return 0
+
+
+def default_out(out: str | None, checkpoint: str | None, output_dir: str) -> Path:
+    """Where evaluate writes: ``--out``; else beside a ``--checkpoint`` X as ``eval-<X stem>/``
+    (the run's ``eval/`` stays the best checkpoint's); else ``output_dir/eval``."""
+    if out:
+        return Path(out)
+    if checkpoint:
+        x = Path(checkpoint)
+        return x.parent / f"eval-{x.stem}"
+    return Path(output_dir) / "eval"
 
 
 CALIBRATED_KEYS = tuple(f"calibrated_{k}" for k in ("cp", "cr", "cf1", "op", "or", "of1"))

@@ -10,6 +10,9 @@ the exported model and PyTorch score the same random batches and must agree to 1
 the difference is printed, and a failed check writes nothing. Uses the run's
 ``checkpoints/best.pt`` unless ``--checkpoint`` says otherwise; writes
 ``<output_dir>/export/model.onnx`` (``model.pt``) unless ``--out`` says otherwise.
+When the checkpoint holds an EMA of the weights (``train.ema``), those are exported (as
+``predict`` uses them) and the metadata says ``weights: ema``; ``--weights raw`` exports
+the raw weights — with the calibrated thresholds, which are fitted to them.
 See :mod:`mlcore.export`.
 """
 from __future__ import annotations
@@ -28,6 +31,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--out", metavar="FILE",
                    help="where to write (default: <output_dir>/export/model.onnx, or model.pt for "
                         "torchscript)")
+    p.add_argument("--weights", choices=("ema", "raw"),
+                   help="which weights of the checkpoint: its EMA (the default when it has one) or the raw ones")
 
 
 def run(args: argparse.Namespace) -> int:
@@ -38,12 +43,12 @@ def run(args: argparse.Namespace) -> int:
         require_onnx(exporting=True)  # before anything is built
     # the model, sizes and classes as trained, from the checkpoint: no dataset is read
     exp, path, _ = experiment_for_checkpoint(args.config, args.overrides, args.checkpoint, need_data=False)
-    result = export(exp, args.format, checkpoint=path, out=args.out)
+    result = export(exp, args.format, checkpoint=path, out=args.out, weights=args.weights)
     checked = ", ".join(f"batch {b}: {d:.2e}" for b, d in result.differences.items())
     runtime = "onnxruntime" if result.format == "onnx" else "the reloaded TorchScript model"
     meta = result.metadata
     print(f"max |{runtime} - PyTorch| on random uint8 batches: {checked} (tolerance {TOLERANCE:g})")
     print(f"input uint8 [batch, 3, {meta['input_size']}, {meta['input_size']}] → probabilities "
           f"[batch, {len(exp.classes)}]{'; calibrated thresholds included' if 'thresholds' in meta else ''}")
-    print(f"wrote {result.path}")
+    print(f"wrote {result.path} ({'EMA' if meta.get('weights') == 'ema' else 'raw'} weights)")
     return 0

@@ -23,11 +23,9 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    import numpy as np
-
     from ..cache import cache_dir
     from ..config import parse_set
-    from ..data.stats import class_lines, split_table
+    from ..data.stats import class_lines, positives_per_class, positives_per_image, split_table
     from ..errors import ConfigError
     from ..factory import create
 
@@ -40,16 +38,18 @@ def run(args: argparse.Namespace) -> int:
     if args.root is not None:
         params["root"] = args.root
     started = time.perf_counter()
-    splits, classes = {}, None
+    splits, classes, counts = {}, None, None
     for split in filter(None, (s.strip() for s in args.splits.split(","))):
         ds = create("dataset", args.dataset, split=split, **params)
         classes = ds.classes
-        splits[split] = np.asarray(ds.targets)
+        splits[split] = positives_per_image(ds)  # no dense N×C matrix (Open Images' train split)
+        if counts is None:
+            counts = positives_per_class(ds)
     print(f"{args.dataset}: {len(classes)} classes, index ready in {time.perf_counter() - started:.1f} s "
           f"(cache: {cache_dir()})")
     for line in split_table(splits):
         print(line)
     first = next(iter(splits))
-    for line in class_lines(classes, splits[first].sum(0)):
+    for line in class_lines(classes, counts):
         print(line.replace("classes:", f"classes ({first}):", 1))
     return 0

@@ -2,25 +2,11 @@
 from __future__ import annotations
 
 import json
-import math
 import os
 from typing import Any
 
 from ..errors import MlcoreError
-from ..files import write_bytes
-
-
-def _clean(x: Any) -> Any:
-    """JSON-safe: NaN/inf become null, numpy/torch scalars become floats."""
-    if isinstance(x, dict):
-        return {k: _clean(v) for k, v in x.items()}
-    if isinstance(x, (list, tuple)):
-        return [_clean(v) for v in x]
-    if hasattr(x, "item") and not isinstance(x, (str, bytes)):
-        x = x.item()
-    if isinstance(x, float) and not math.isfinite(x):
-        return None
-    return x
+from ..files import json_safe, write_bytes
 
 
 def write_file(data: str | bytes, path: str | os.PathLike) -> None:
@@ -32,13 +18,14 @@ def write_file(data: str | bytes, path: str | os.PathLike) -> None:
 
 
 def write_json(obj: Any, path: str | os.PathLike) -> None:
-    write_file(json.dumps(_clean(obj), indent=1, allow_nan=False) + "\n", path)
+    write_file(json.dumps(json_safe(obj), indent=1, allow_nan=False) + "\n", path)
 
 
 def print_metrics(metrics: dict, classes: list[str]) -> None:
-    """The headline numbers, then AP per class, best first (labels without positives last)."""
-    head = [k for k in ("mAP", "mAP_noninterp", "topk_cf1", "topk_of1", "threshold_cf1", "threshold_of1")
-            if k in metrics]
+    """The headline numbers (``ema_mAP`` too when the EMA of the weights was scored), then AP
+    per class, best first (labels without positives last); every number to 4 decimals."""
+    head = [k for k in ("mAP", "mAP_noninterp", "ema_mAP", "topk_cf1", "topk_of1", "threshold_cf1",
+                        "threshold_of1") if k in metrics]
     if head:
         print("  ".join(f"{k} {_fmt(metrics[k])}" for k in head))
     aps = metrics.get("ap_list")
@@ -50,4 +37,5 @@ def print_metrics(metrics: dict, classes: list[str]) -> None:
 
 
 def _fmt(v: Any) -> str:
-    return "n/a" if v is None else f"{float(v):.4f}"
+    """A metric as printed: 4 decimals (full precision stays in result.json); n/a for none."""
+    return "n/a" if v is None or v != v else f"{float(v):.4f}"

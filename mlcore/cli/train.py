@@ -2,6 +2,8 @@
 
 Writes ``output_dir/``: ``config.yaml`` (the resolved config), ``checkpoints/last.pt`` and
 ``best.pt``, TensorBoard events, and ``result.json`` (the best epoch's validation metrics).
+The console shows the best epoch's headline metrics (``ema_mAP`` too with ``train.ema``)
+rounded to 4 decimals; ``result.json`` keeps them whole.
 
 A folder that already holds a run is refused (exit 2) unless ``--resume`` continues it or
 ``--overwrite`` removes its run files and starts clean; a config without ``output_dir``
@@ -84,8 +86,9 @@ def run(args: argparse.Namespace) -> int:
         return 0
     out = exp.config.output_dir  # result.json is written by fit itself
     metrics = {k: v for k, v in summary.items() if k not in ("best_score", "monitor", "reason")}
+    best = summary["best_score"]  # rounded as every printed number; result.json keeps it whole
     print(f"training {summary['reason']}; best epoch {summary['best_epoch']} "
-          f"({summary['monitor']} {summary['best_score']})")
+          f"({summary['monitor']} {'n/a' if best is None else f'{float(best):.4f}'})")
     print_metrics(metrics, exp.classes)
     print(f"run folder: {out}")
     return 0

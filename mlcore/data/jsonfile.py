@@ -14,6 +14,8 @@ from typing import Any
 
 from ..errors import MlcoreError
 
+_BOM = b"\xef\xbb\xbf"
+
 
 def _line_of(path: str, byte: int) -> int:
     with open(path, "rb") as f:
@@ -22,7 +24,9 @@ def _line_of(path: str, byte: int) -> int:
 
 def decode(path: str, msgspec_type: Any, fallback: Any) -> Any:
     """``msgspec_type`` decoded from ``path``; ``fallback(obj)`` converts ``json.load``'s
-    result when msgspec is missing. Raises MlcoreError naming the file (and line)."""
+    result when msgspec is missing. Raises MlcoreError naming the file (and line). A UTF-8
+    byte-order mark (an annotation file re-saved by a Windows editor) is skipped: JSON
+    decoders refuse it."""
     if not os.path.isfile(path):
         raise MlcoreError(f"annotation file {path!r} does not exist")
     try:
@@ -33,8 +37,9 @@ def decode(path: str, msgspec_type: Any, fallback: Any) -> Any:
         raise MlcoreError(f"annotation file {path!r} is empty")
     if msgspec is not None:
         try:
-            with open(path, "rb") as f, mmap.mmap(f.fileno(), 0, access=mmap.ACCESS_READ) as buf:
-                return msgspec.json.decode(buf, type=msgspec_type)
+            with open(path, "rb") as f, mmap.mmap(f.fileno(), 0, access=mmap.ACCESS_READ) as buf, \
+                    memoryview(buf) as whole, whole[3 if buf[:3] == _BOM else 0:] as body:
+                return msgspec.json.decode(body, type=msgspec_type)
         except msgspec.ValidationError as exc:
             raise MlcoreError(f"annotation file {path!r} does not have the expected structure: {exc}") from None
         except msgspec.DecodeError as exc:
@@ -46,7 +51,7 @@ def decode(path: str, msgspec_type: Any, fallback: Any) -> Any:
     import json
 
     try:
-        with open(path, encoding="utf-8") as f:
+        with open(path, encoding="utf-8-sig") as f:
             obj = json.load(f)
     except json.JSONDecodeError as exc:
         raise MlcoreError(f"annotation file {path!r} is not valid JSON (line {exc.lineno}): {exc.msg}") from None

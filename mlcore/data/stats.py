@@ -7,13 +7,36 @@ from collections.abc import Mapping, Sequence
 import numpy as np
 
 
+def positives_per_image(ds) -> np.ndarray:
+    """How many positive labels each image of a split has. A dataset too large for a dense
+    N×C ``targets`` matrix (Open Images' train split: 9M × 9,605) gives its own
+    ``positives_per_image()``; otherwise its ``targets`` are counted a block of rows at a
+    time (unknown entries, -1, are not positives)."""
+    own = getattr(ds, "positives_per_image", None)
+    if callable(own):
+        return np.asarray(own(), dtype=np.int64)
+    t = ds.targets
+    rows = max(1, (1 << 24) // max(len(ds.classes), 1))
+    return np.concatenate([(np.asarray(t[i:i + rows]) > 0).sum(1) for i in range(0, len(t), rows)]
+                          or [np.zeros(0, np.int64)])
+
+
+def positives_per_class(ds) -> np.ndarray:
+    """How many images carry each label (``label_info()``'s counts where the dataset gives
+    one, else its dense ``targets`` counted)."""
+    info = getattr(ds, "label_info", None)
+    if callable(info):
+        return np.asarray(info().counts, dtype=np.int64)
+    return (np.asarray(ds.targets) > 0).sum(0)
+
+
 def split_table(splits: Mapping[str, np.ndarray]) -> list[str]:
-    """One line per split: images, labels per image, images without a label."""
+    """One line per split — images, labels per image, images without a label — from each
+    split's positives per image (:func:`positives_per_image`)."""
     lines = [f"  {'split':<10} {'images':>8} {'labels/image':>13} {'no label':>9}"]
-    for name, t in splits.items():
-        t = np.asarray(t)
-        per = t.sum(1)
-        lines.append(f"  {name:<10} {len(t):>8} {per.mean() if len(t) else 0:>13.2f} {int((per == 0).sum()):>9}")
+    for name, per in splits.items():
+        per = np.asarray(per)
+        lines.append(f"  {name:<10} {len(per):>8} {per.mean() if len(per) else 0:>13.2f} {int((per == 0).sum()):>9}")
     return lines
 
 

@@ -74,11 +74,29 @@ def compare(saved: dict, given: dict) -> tuple[list[Change], list[Change]]:
     a, b = _flatten(saved), _flatten(given)
     allowed, breaking = [], []
     for key in list(a) + [k for k in b if k not in a]:
+        if key == "output_dir":  # the folder being resumed, however it is written (relative, absolute)
+            continue
         old, new = a.get(key, _ABSENT), b.get(key, _ABSENT)
-        if old == new:
+        if old == new or (old is _ABSENT and new is None) or (old is None and new is _ABSENT):  # absent ~ null
             continue
         (allowed if may_change(key) else breaking).append(Change(key, old, new))
     return allowed, breaking
+
+
+def _with_defaults(saved: dict) -> dict:
+    """The saved config as this version resolves it: keys added since the run started take
+    their defaults (which cannot have shaped the run), so they are no change. A saved
+    config this version cannot resolve is compared as it is."""
+    from ..config import load_config
+
+    try:
+        data = dict(saved)
+        data["output_dir"] = data.get("output_dir") or "."  # never a new numbered folder here
+        out = load_config(data).resolved()
+    except Exception:  # an old or foreign config: compare what is written
+        return saved
+    out["output_dir"] = saved.get("output_dir")
+    return yaml.safe_load(yaml.safe_dump(out, sort_keys=False))
 
 
 def read_saved_config(folder: Path) -> dict | None:
@@ -103,6 +121,7 @@ def check_resume_config(folder: Path, resolved: dict, *, force: bool, how: dict[
     saved = read_saved_config(folder)
     if saved is None:
         return []
+    saved = _with_defaults(saved)  # a run started by an older mlcore lacks keys added since
     given = yaml.safe_load(yaml.safe_dump(resolved, sort_keys=False))  # the round trip config.yaml makes
     allowed, breaking = compare(saved, given)
     if breaking and not force:

@@ -24,7 +24,7 @@ import shutil
 from pathlib import Path
 
 from ..errors import MlcoreError
-from ..files import write_text
+from ..files import json_safe, write_text
 from .run_lock import RunLock
 
 #: what runs (train, evaluate) write in a run folder: all that ``--overwrite`` removes
@@ -105,7 +105,7 @@ class RunFolder:
             return None
         result = {**metrics, "ap": dict(zip(classes, metrics.get("ap_list") or [])), "classes": list(classes)}
         try:
-            text = json.dumps(_json_safe(result), indent=1, allow_nan=False) + "\n"
+            text = json.dumps(json_safe(result), indent=1, allow_nan=False) + "\n"
             write_text(self.root / "result.json", text)
         except OSError as exc:
             raise MlcoreError(f"cannot write {str(self.root / 'result.json')!r}: {exc.strerror or exc}") from exc
@@ -120,19 +120,6 @@ class RunFolder:
             keep = [line for line, row in rows
                     if row["step"] <= step and (epoch is None or row.get("epoch", 0) <= epoch)]
             write_text(self.metrics_file, "".join(line + "\n" for line in keep))
-
-
-def _json_safe(x):
-    """Plain JSON: NaN/inf as null, numpy/torch scalars as numbers."""
-    if isinstance(x, dict):
-        return {str(k): _json_safe(v) for k, v in x.items()}
-    if isinstance(x, (list, tuple)):
-        return [_json_safe(v) for v in x]
-    if hasattr(x, "item") and not isinstance(x, (str, bytes)):
-        x = x.item()
-    if isinstance(x, float) and not math.isfinite(x):
-        return None
-    return x
 
 
 def holds_run(folder: str | Path) -> bool:

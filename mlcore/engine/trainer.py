@@ -25,6 +25,7 @@ import math
 import random
 import shlex
 import warnings
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -413,7 +414,9 @@ class Trainer:
         if self.cli_flags is None:
             return (f"exp.fit(resume=True) (in a new session: "
                     f"mlcore.build({str(self.output_dir / 'config.yaml')!r}).fit(resume=True))")
-        return shlex.join(["mlcore", "train", str(self.output_dir / "config.yaml"), "--resume", *self.cli_flags])
+        folder = self.output_dir.resolve()  # absolute: the command works from any working directory
+        where = [] if Path(self.config.output_dir).is_absolute() else ["--set", f"output_dir={folder}"]
+        return shlex.join(["mlcore", "train", str(folder / "config.yaml"), "--resume", *self.cli_flags, *where])
 
     def _interrupted_message(self, path) -> str:
         return (f"interrupted at step {self.step} (epoch {self.epoch + 1}); saved {str(path)!r}. "

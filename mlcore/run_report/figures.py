@@ -149,7 +149,7 @@ def pr_grid(classes: Sequence[str], scores: np.ndarray, targets: np.ndarray, ind
                 color="#21918c", lw=1.6)
         ax.axhline(base, ls="--", lw=0.8, color=MUTED)
         ap = aps[j]
-        tag = f"{labels[k]}: " if labels is not None else ""
+        tag = f"{labels[k]}: " if labels is not None and labels[k] else ""  # few classes: no tags
         what = f"AP {ap:.3f}, {npos} positive{'s' if npos != 1 else ''}" if ap is not None else "no positives"
         ax.set_title(f"{tag}{classes[j]}\n{what}", fontsize=9)
         ax.set_xlim(0, 1.02)

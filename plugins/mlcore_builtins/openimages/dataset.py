@@ -160,6 +160,13 @@ class OpenImagesDataset(torch.utils.data.Dataset):
         """N×C minus the known entries: the trainer checks the loss leaves them out."""
         return len(self) * len(self.classes) - self.num_known
 
+    def positives_per_image(self) -> np.ndarray:
+        """Positive labels of each image, from the sparse labels (no dense matrix):
+        for ``prepare`` and ``analyze``'s split table."""
+        offsets = np.asarray(self.offsets)
+        csum = np.concatenate([[0], np.cumsum(np.asarray(self.positive), dtype=np.int64)])
+        return csum[offsets[1:]] - csum[offsets[:-1]]
+
     def label_info(self, chunk_pairs: int = 1 << 24) -> LabelInfo:
         """Counts and co-occurrences over known positives only (an unknown label is not
         counted): C×C int32 (9,605² is 369 MB; int64 would be 738 MB), filled from the

@@ -42,7 +42,7 @@ def _read_list(path: str, known: dict[int, int]) -> list[int]:
     if not os.path.isfile(path):
         raise MlcoreError(f"split list {path!r} does not exist")
     rows = []
-    with open(path, encoding="utf-8") as f:
+    with open(path, encoding="utf-8-sig") as f:
         for lineno, line in enumerate(f, 1):
             name = line.strip().split("\t")[0].split()[0] if line.strip() else ""
             if not name:

@@ -27,7 +27,7 @@ def split_files(root: str) -> dict[str, str]:
 
 
 def read_ids(path: str) -> list[str]:
-    with open(path, encoding="utf-8") as f:
+    with open(path, encoding="utf-8-sig") as f:
         return [line.split()[0] for line in f if line.strip()]
 
 
