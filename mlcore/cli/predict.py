@@ -38,6 +38,8 @@ import json
 import os
 import warnings
 
+from .argtypes import positive_int
+
 NAME = "predict"
 HELP = "label images with a trained model"
 TAKES_CONFIG = True
@@ -59,17 +61,6 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--weights", choices=("ema", "raw"),
                    help="which weights of the checkpoint: its EMA (the default when it has one, except with "
                         "--threshold calibrated) or the raw ones")
-
-
-def positive_int(text: str) -> int:
-    """argparse type: a whole number >= 1 (``--topk 0`` would show nothing)."""
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a whole number, got {text!r}") from None
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"must be >= 1, got {value}")
-    return value
 
 
 def _threshold(text: str) -> float | str:

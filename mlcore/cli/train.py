@@ -17,22 +17,12 @@ from __future__ import annotations
 
 import argparse
 
+from .argtypes import positive_int
 from .results import print_metrics
 
 NAME = "train"
 HELP = "train a model from a config"
 TAKES_CONFIG = True
-
-
-def positive_int(text: str) -> int:
-    """argparse type: an integer >= 1."""
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a whole number of processes, got {text!r}") from None
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"must be >= 1, got {value}")
-    return value
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
