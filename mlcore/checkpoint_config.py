@@ -87,23 +87,18 @@ def _without_init_weights(section: Any) -> Any:
     return section
 
 
-def checkpoint_path_for(config: Any, checkpoint: str | os.PathLike | None) -> Path:
-    """``checkpoint``, or the run's ``checkpoints/best.pt``."""
-    return Path(checkpoint) if checkpoint else Path(config.output_dir) / "checkpoints" / "best.pt"
-
-
 def experiment_for_checkpoint(config: str | os.PathLike | dict, overrides: Iterable[str] = (),
                               checkpoint: str | os.PathLike | None = None, *, need_data: bool = True,
                               quiet: bool = False) -> tuple[Any, Path, dict]:
     """``(experiment, checkpoint path, checkpoint contents)`` for scoring with ``checkpoint``
     (default: the run's ``best.pt``), set up as the module describes. Nothing is loaded into
-    the model yet: call ``experiment.load_checkpoint(path)``."""
+    the model yet: call ``experiment.load_checkpoint(path, contents=contents)``."""
     from .config import load_config
     from .experiment import Experiment
 
     overrides = list(overrides)
     cfg = load_config(config, overrides)
-    path = checkpoint_path_for(cfg, checkpoint)
+    path = Path(checkpoint) if checkpoint else Experiment(cfg).checkpoint_path()  # building nothing yet
     if not path.is_file():
         hint = "" if checkpoint else " (train first, or pass --checkpoint)"
         raise MlcoreError(f"checkpoint {str(path)!r} does not exist{hint}")
@@ -146,8 +141,8 @@ def from_checkpoint(config: str | os.PathLike | dict, checkpoint: str | os.PathL
     ``predict`` do (``mlcore.build(config)`` takes the config as written instead).
     ``need_data=False``: the classes come from the checkpoint and no dataset is read
     (for ``predict``)."""
-    exp, path, _ = experiment_for_checkpoint(config, overrides, checkpoint, need_data=need_data)
-    exp.load_checkpoint(path)
+    exp, path, held = experiment_for_checkpoint(config, overrides, checkpoint, need_data=need_data)
+    exp.load_checkpoint(path, contents=held)
     return exp
 
 
@@ -166,5 +161,5 @@ def differences_from(held: dict, config: Any) -> list[str]:
     return out
 
 
-__all__ = ["experiment_for_checkpoint", "from_checkpoint", "differences_from", "read_checkpoint", "label_info_entry", "label_info_of", "INPUT_KEYS",
-           "checkpoint_path_for"]
+__all__ = ["experiment_for_checkpoint", "from_checkpoint", "differences_from", "read_checkpoint",
+           "label_info_entry", "label_info_of", "INPUT_KEYS"]

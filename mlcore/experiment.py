@@ -216,12 +216,13 @@ class Experiment:
         name = {"best": "best.pt", "last": "last.pt"}.get(name, name)
         return Path(self.config.output_dir) / "checkpoints" / name
 
-    def load_checkpoint(self, path: str | os.PathLike | None = None) -> dict:
+    def load_checkpoint(self, path: str | os.PathLike | None = None, *, contents: Any = None) -> dict:
         """Load model weights: ``"best"`` (the default: the run's ``checkpoints/best.pt``,
         the epoch ``fit`` reported), ``"last"`` (``checkpoints/last.pt``, the latest epoch or
         step), or a path to a checkpoint or weights file (write ``./best`` for a file so
         named). Returns the checkpoint's metadata (classes, epoch, config, ``ema``…) for an
-        mlcore checkpoint, else ``{}``. Afterwards ``weights_source`` names the file."""
+        mlcore checkpoint, else ``{}``. Afterwards ``weights_source`` names the file.
+        ``contents``: what ``path`` holds, already read (``from_checkpoint``): not read twice."""
         from .engine.checkpoint import FORMAT
         from .weights import load_weights_file
 
@@ -234,7 +235,7 @@ class Experiment:
             raise MlcoreError(f"checkpoint {str(path)!r} does not exist{hint}")
         # the checkpoint's classes are the truth about its outputs: compared by name with
         # this experiment's (reordered when only the order differs, else an error)
-        ckpt = load_weights_file(self.model, str(path), classes=self.classes,
+        ckpt = load_weights_file(self.model, str(path), classes=self.classes, contents=contents or None,
                                  what=f"this config's dataset '{self.config.dataset.name}'")
         self._weights_source = str(path)
         return ckpt if isinstance(ckpt, dict) and ckpt.get("format") == FORMAT else {}

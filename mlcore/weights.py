@@ -449,15 +449,10 @@ def load_weights(module: torch.nn.Module, source: str | os.PathLike | Mapping[st
         state = state_dict_of(obj, name)
         held = obj.get("classes") if isinstance(obj, dict) and "model" in obj else None
     order = None
-    if file_classes is None and classes is not None and isinstance(held, list) and list(held) != list(classes) \
-            and not ignore:
+    if file_classes is None and classes is not None and not ignore:
         # an mlcore checkpoint names its labels: compared by name, not by position
-        if sorted(map(str, held)) != sorted(map(str, classes)):
-            raise MlcoreError(f"{what} {name!r} was trained on other labels than the model's: "
-                              f"{class_differences(list(map(str, held)), list(classes))} (weights_classes "
-                              f"cannot help: the names differ)")
-        file_classes = list(held)
-    if file_classes is not None:
+        order = _order_by_name(held, classes, f"{what} {name!r}", "the model's")
+    if order is None and file_classes is not None:
         if classes is None:
             raise MlcoreError("weights_classes: the model's own label names are needed to reorder the "
                               "weights' labels, and none were given")
@@ -525,7 +520,8 @@ def reorder_classes(module: torch.nn.Module, state: dict, file_classes: str | os
 
 
 def load_weights_file(model: torch.nn.Module, path: str | os.PathLike, *,
-                      classes: Sequence[str] | None = None, what: str = "the dataset's") -> Any:
+                      classes: Sequence[str] | None = None, what: str = "the dataset's",
+                      contents: Any = None) -> Any:
     """Load a whole model's weights from ``path`` (its layouts applied); returns what the
     file held, so a caller can read an mlcore checkpoint's other entries.
 
@@ -533,20 +529,29 @@ def load_weights_file(model: torch.nn.Module, path: str | os.PathLike, *,
     own (an mlcore checkpoint's ``classes``), the names are compared: the same names in
     another order are reordered into ``classes`` (the model's ``class_axes``, also in the
     checkpoint's ``ema``); other names are an error listing the difference. A checkpoint's
-    classes are the truth about its outputs; a position is not."""
+    classes are the truth about its outputs; a position is not. ``contents``: what
+    ``path`` holds, already read (it is not read again)."""
     path = os.fspath(path)
-    obj = _read_file(path, "checkpoint")
+    obj = _read_file(path, "checkpoint") if contents is None else contents
     order = None
-    held = obj.get("classes") if isinstance(obj, dict) else None
-    if classes is not None and isinstance(held, list) and list(held) != list(classes):
-        if sorted(map(str, held)) != sorted(map(str, classes)) or len(set(held)) != len(held):
-            raise MlcoreError(f"checkpoint {path!r} was trained on other labels than {what}: "
-                              f"{class_differences(list(map(str, held)), list(classes))}")
-        order = (list(held), list(classes))
-        if isinstance(obj.get("ema"), Mapping):  # the moving average is in the checkpoint's order too
+    if classes is not None and isinstance(obj, dict):
+        order = _order_by_name(obj.get("classes"), classes, f"checkpoint {path!r}", what)
+        if order is not None and isinstance(obj.get("ema"), Mapping):  # the moving average: the same order
             obj = {**obj, "ema": reorder_classes(model, dict(obj["ema"]), *order)}
     _load(model, state_dict_of(obj, path), path, order=order)
     return obj
+
+
+def _order_by_name(held: Any, classes: Sequence[str], source: str, what: str) -> tuple[list, list] | None:
+    """``(file order, model order)`` when a file's own label names (``held``) are the
+    model's ``classes`` in another order; None when it names none or the same order; an
+    error listing the difference when the names differ."""
+    if not isinstance(held, list) or list(held) == list(classes):
+        return None
+    if sorted(map(str, held)) != sorted(map(str, classes)) or len(set(held)) != len(held):
+        raise MlcoreError(f"{source} was trained on other labels than {what}: "
+                          f"{class_differences(list(map(str, held)), list(classes))}")
+    return list(held), list(classes)
 
 
 def class_differences(have: list[str], want: list[str]) -> str:

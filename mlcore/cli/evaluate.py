@@ -63,12 +63,12 @@ def run(args: argparse.Namespace) -> int:
     from ..errors import MlcoreError
 
     # the model and input settings as trained, from the checkpoint (unless --set names them)
-    exp, path, _ = experiment_for_checkpoint(args.config, args.overrides, args.checkpoint)
+    exp, path, contents = experiment_for_checkpoint(args.config, args.overrides, args.checkpoint)
     out = default_out(args.out, str(path) if args.checkpoint else None, exp.config.output_dir)
     if out.exists() and not out.is_dir():
         raise MlcoreError(f"--out {str(out)!r} is a file, not a folder")
     ckpt = str(path)
-    held = exp.load_checkpoint(ckpt)
+    held = exp.load_checkpoint(ckpt, contents=contents)  # read once
     thresholds = _thresholds_for(args.thresholds, ckpt, held, exp)  # a wrong file fails before scoring
     metrics, scores = exp.evaluate(args.split, return_scores=True)
     ds = exp.split_set(args.split)

@@ -101,9 +101,9 @@ def run(args: argparse.Namespace) -> int:
     from ..checkpoint_config import experiment_for_checkpoint
 
     # the classes, model and input size as trained, from the checkpoint: no dataset is read
-    exp, path, _ = experiment_for_checkpoint(args.config, args.overrides, args.checkpoint, need_data=False)
+    exp, path, contents = experiment_for_checkpoint(args.config, args.overrides, args.checkpoint, need_data=False)
     paths, batch = _images(args.images, exp.eval_transform)
-    held = exp.load_checkpoint(path)
+    held = exp.load_checkpoint(path, contents=contents)  # read once
     _choose_weights(exp, held, str(path), args)
     thresholds = _calibrated_beside(exp, str(path)) if args.threshold == CALIBRATED else None
     probs = exp.predict(batch, batch_size=args.batch_size)
