@@ -117,6 +117,57 @@ def test_unsorted_crlf_and_chunked_files_give_the_same_index(tmp_path):
             np.testing.assert_array_equal(getattr(got, name), getattr(ref, name))
 
 
+def reference_index(desc_rows, trainable, rows):
+    """The index by the plainest reading: a dict per image of class -> positive-any."""
+    class_of = {name: j for j, name in enumerate(trainable)}
+    images: dict[str, dict[int, bool]] = {}
+    for image_id, _source, label, confidence in rows:
+        known = images.setdefault(image_id, {})
+        if label in class_of:
+            j = class_of[label]
+            known[j] = known.get(j, False) or confidence == "1"
+    ids = sorted(images, key=str.encode)
+    offsets, labels, positive = [0], [], []
+    for image_id in ids:
+        for j in sorted(images[image_id]):
+            labels.append(j)
+            positive.append(images[image_id][j])
+        offsets.append(len(labels))
+    return ids, offsets, labels, positive
+
+
+@pytest.mark.parametrize("seed", range(6))
+def test_random_files_match_a_plain_reading_at_any_chunk_size(tmp_path, seed):
+    # sorted or not, duplicates, ids and names of varied length, CRLF, blank lines, a last
+    # line with or without its newline: the chunked parser gives what a dict of rows gives
+    rng = np.random.default_rng(seed)
+    names = [f"/m/{'x' * int(rng.integers(0, 14))}{i:x}" for i in range(40)]
+    trainable = [names[i] for i in rng.permutation(40)[:25]]
+    image_ids = sorted({"".join(rng.choice(list("0123456789abcdef"), int(rng.integers(1, 21))))
+                        for _ in range(30)})
+    rows = []
+    for image_id in image_ids:
+        for _ in range(int(rng.integers(1, 6))):
+            rows.append((image_id, "verification", names[int(rng.integers(0, 40))], str(int(rng.integers(0, 2)))))
+    if seed % 2:
+        rows = [rows[i] for i in rng.permutation(len(rows))]
+    nl = "\r\n" if seed % 3 == 0 else "\n"
+    lines = [",".join(r) for r in rows]
+    if seed == 4:
+        lines.insert(len(lines) // 2, "")
+    text = "ImageID,Source,LabelName,Confidence" + nl + nl.join(lines) + (nl if seed != 2 else "")
+    (tmp_path / "d.csv").write_text("LabelName,DisplayName\n" + "".join(f"{n},N{n}\n" for n in names))
+    (tmp_path / "t.txt").write_text("\n".join(trainable) + "\n")
+    (tmp_path / "l.csv").write_bytes(text.encode())
+    ids, offsets, labels, positive = reference_index(names, trainable, rows)
+    for chunk in (1, 5, 37, 256, 1 << 20):
+        got = reader_mod.build_index(str(tmp_path / "d.csv"), str(tmp_path / "t.txt"), str(tmp_path / "l.csv"),
+                                     chunk_bytes=chunk)
+        assert got.image_ids.tolist() == [i.encode() for i in ids], chunk
+        assert got.offsets.tolist() == offsets and got.labels.tolist() == labels, chunk
+        assert got.positive.tolist() == positive, chunk
+
+
 def test_the_cache_is_reused_memory_mapped(oi, monkeypatch):
     first = mlcore.create("dataset", "openimages", root=str(oi), split="train")
     assert isinstance(first.labels, np.memmap) and isinstance(first.offsets, np.memmap)
@@ -151,6 +202,15 @@ def test_bad_rows_name_file_and_line(tmp_path, row, line, message):
     root = write_dataset(tmp_path / "oi", train_rows=["0001a,verification,/m/01,1", row])
     with pytest.raises(MlcoreError, match=rf"oidv6-train-annotations-human-imagelabels.csv', line {line}: {message}"):
         mlcore.create("dataset", "openimages", root=str(root), split="train")
+
+
+@pytest.mark.parametrize("chunk", [1, 13, 64, 1 << 20])
+def test_a_bad_row_is_named_by_its_line_whatever_the_chunks(tmp_path, chunk):
+    rows = TRAIN_ROWS[:6] + ["", "0002b,verification,/m/01,2"] + TRAIN_ROWS[6:]  # line 9 (a blank line 8)
+    root = write_dataset(tmp_path / "oi", train_rows=rows, crlf=chunk == 13)
+    with pytest.raises(MlcoreError, match=r"imagelabels.csv', line 9: Confidence '2' is neither"):
+        reader_mod.build_index(str(root / "oidv6-class-descriptions.csv"), str(root / "oidv6-classes-trainable.txt"),
+                               str(root / "oidv6-train-annotations-human-imagelabels.csv"), chunk_bytes=chunk)
 
 
 def test_missing_files_are_named(oi):

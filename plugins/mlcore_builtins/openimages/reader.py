@@ -2,12 +2,15 @@
 
 The train file has ~28M rows for ~9M images and ~9,600 trainable classes: a dense N×C
 target matrix would be 86 GB, and a Python object per row (the usual ``csv.reader`` into
-a dict of lists) takes minutes and gigabytes. So the labels file is parsed with numpy on
-byte chunks (no Python object per row): line and comma positions are found with
-vectorized searches, ImageIDs and LabelNames are cut out as fixed-width byte strings,
-LabelNames become class ids with one ``searchsorted`` against the sorted descriptions,
-and ImageIDs become image numbers by run-length encoding (the released files are sorted
-by ImageID, so every image is one run; an unsorted file falls back to ``np.unique``).
+a dict of lists) takes minutes and gigabytes. So the labels file is cut into chunks of
+whole lines, each read and parsed by a thread with numpy (no Python object per row):
+line and comma positions come from one vectorized scan, ImageIDs and LabelNames are cut
+out as 64-bit words, LabelNames become class ids through an open-addressing hash table
+over the descriptions, and the rows of each run of equal ImageIDs become that image's
+entries, sorted by class and de-duplicated, inside the chunk. The main thread only joins
+the chunks in file order (an image cut by a chunk boundary is joined there). The
+released files are sorted by ImageID, so every image is one run; an unsorted file is
+detected and its runs are merged by one sort at the end.
 
 The result is CSR: per image (``offsets``, int64, N+1) its known class ids (``labels``,
 int16 for ≤ 32,767 classes) and whether each is positive (``positive``, bool); a class
@@ -21,6 +24,8 @@ import csv
 import hashlib
 import json
 import os
+import sys
+import threading
 import warnings
 from collections import deque
 from collections.abc import Sequence
@@ -32,9 +37,9 @@ import numpy as np
 from mlcore import MlcoreError, atomic_open, cache_dir
 
 FORMAT_VERSION = 1
-#: bytes of a labels file parsed at once (the temporaries are ~6× that, per thread)
+#: bytes of a labels file parsed at once (the temporaries are a few times that, per thread)
 CHUNK_BYTES = 1 << 22
-#: threads parsing chunks (numpy releases the GIL; the merge of their results is sequential)
+#: threads reading and parsing chunks (``os.preadv`` and numpy release the GIL)
 THREADS = 2
 DESCRIPTIONS_HEADER = ["LabelName", "DisplayName"]
 LABEL_COLUMNS = ("ImageID", "LabelName", "Confidence")
@@ -158,9 +163,13 @@ def _name_words(names: Sequence[bytes], k: int) -> np.ndarray:
 
 
 def _words_to_bytes(words: np.ndarray) -> np.ndarray:
-    """(n, k) big-endian words back to an ``S{8k}`` array (the padding zeros drop off)."""
+    """(n, k) big-endian words back to an ``S{8k}`` array (the padding zeros drop off),
+    in place: ``words`` (contiguous, owned) becomes the bytes' storage."""
     k = words.shape[1] if words.ndim == 2 else 1
-    return np.ascontiguousarray(words.astype(">u8")).view(f"S{8 * k}").reshape(-1)
+    words = np.ascontiguousarray(words)
+    if sys.byteorder == "little":
+        words.byteswap(inplace=True)
+    return words.view(f"S{8 * k}").reshape(-1)
 
 
 class Vocabulary:
@@ -174,6 +183,7 @@ class Vocabulary:
         h = _hash(words)
         order = np.argsort(h, kind="stable")
         self.hash, self.words = h[order], words[order]
+        self.columns = [np.ascontiguousarray(self.words[:, j]) for j in range(self.k)]
         self.class_id = np.asarray(class_ids, dtype=np.int32)[order]
         dup = np.flatnonzero(self.hash[1:] == self.hash[:-1])
         if len(dup):  # two distinct names, one hash (never seen): keep the lookup exact
@@ -202,36 +212,66 @@ class Vocabulary:
             too_long = words[:, self.k:].any(1)
             words = words[:, :self.k]
         h = _hash(words)
-        base = (h >> np.uint64(64 - self.bits)).astype(np.int64)
-        entry = np.full(len(h), -1, dtype=np.int64)
-        todo = np.arange(len(h))
-        mask = (1 << self.bits) - 1
-        for p in range(self.probes):
-            slot = (base[todo] + p) & mask
-            hit = (self.slot_hash[slot] == h[todo]) & (self.slot_entry[slot] >= 0)
-            entry[todo[hit]] = self.slot_entry[slot[hit]]
-            todo = todo[~hit]
-            if not len(todo):
-                break
+        slot = (h >> np.uint64(64 - self.bits)).astype(np.intp)
+        entry = self.slot_entry[slot]
+        todo = np.flatnonzero((self.slot_hash[slot] != h) | (entry < 0))  # most rows: found at the first probe
+        if len(todo):
+            entry[todo] = -1
+            mask = (1 << self.bits) - 1
+            for p in range(1, self.probes):
+                at = (slot[todo] + p) & mask
+                found_at = self.slot_entry[at]
+                hit = (self.slot_hash[at] == h[todo]) & (found_at >= 0)
+                entry[todo[hit]] = found_at[hit]
+                todo = todo[~hit]
+                if not len(todo):
+                    break
         at = np.maximum(entry, 0)
         found = (entry >= 0) & ~too_long
-        if found.any():
-            found &= (self.words[at] == words).all(1)
+        for j, column in enumerate(self.columns):  # the hash found a candidate: the words must be equal
+            found &= column[at] == words[:, j]
         return self.class_id[at], found
 
 
-class _LabelsParser:
-    """Streams one labels file chunk by chunk; keeps per row only a run number, a class
-    id and a bit, and per run of equal ImageIDs its words."""
+class _RowError(Exception):
+    """A bad row met by a parsing thread: its line within the chunk (0-based) and what is
+    wrong. The reading loop, which knows the chunk's first line, names file and line."""
 
-    def __init__(self, path: str, vocab: Vocabulary, descriptions_path: str):
+    def __init__(self, local_line: int, what: str):
+        super().__init__(what)
+        self.local_line, self.what = local_line, what
+
+
+@dataclass
+class _Chunk:
+    """One parsed chunk: its runs of equal ImageIDs (``run_ids``, words), per run the
+    number of its known entries (``counts``), the entries run by run sorted by class and
+    de-duplicated (``labels``, ``positive``: a positive row wins), and its line count."""
+
+    run_ids: np.ndarray
+    counts: np.ndarray
+    labels: np.ndarray
+    positive: np.ndarray
+    lines: int
+    ascending: bool  # its runs in strictly ascending ImageID order
+
+
+class _LabelsParser:
+    """Parses a labels file chunk by chunk on threads (:meth:`parse`: everything per row,
+    numpy releasing the GIL) and joins the chunks in file order (:meth:`merge`: per chunk
+    only the image its first row continues, if any)."""
+
+    def __init__(self, path: str, vocab: Vocabulary, descriptions_path: str, num_classes: int):
         self.path, self.vocab, self.descriptions_path = path, vocab, descriptions_path
+        self.num_classes = num_classes
+        self.label_type = np.int16 if num_classes <= np.iinfo(np.int16).max else np.int32
         self.runs: list[np.ndarray] = []  # ImageID words of each run of equal ImageIDs
-        self.rows: list[tuple[np.ndarray, np.ndarray, np.ndarray]] = []  # (run, class id, positive)
-        self.num_runs = 0
-        self.id_words = 2  # grows when a longer ImageID turns up (V6's are 16 hex digits)
-        self.last_id: tuple | None = None
+        self.counts: list[np.ndarray] = []  # known entries of each run
+        self.labels: list[np.ndarray] = []  # the entries, run by run
+        self.positive: list[np.ndarray] = []
+        self.last_id: np.ndarray | None = None
         self.ascending = True  # runs in strictly ascending ImageID order (each image one run)
+        self._local = threading.local()  # per-thread scratch buffers
 
     def header(self, line: bytes) -> None:
         names = [c.strip().strip('"') for c in line.decode("utf-8-sig").rstrip("\r\n").split(",")]
@@ -242,16 +282,42 @@ class _LabelsParser:
         self.num_columns = len(names)
         self.column = {c: names.index(c) for c in LABEL_COLUMNS}
 
-    def error(self, index: int, lines: np.ndarray, what: str) -> MlcoreError:
-        return MlcoreError(f"labels file {self.path!r}, line {int(lines[index])}: {what}")
+    def _buffer(self, n: int) -> bytearray:
+        """This thread's read buffer, reused from chunk to chunk: a fresh 4 MB buffer per
+        chunk costs its page faults every time (a quarter of the parse, measured). Only
+        ``n`` bytes of it hold this chunk; what lies past them is never used unmasked."""
+        held = getattr(self._local, "buffer", None)
+        if held is None or len(held) < n:
+            held = self._local.buffer = bytearray(max(n, CHUNK_BYTES + 64))
+        return held
 
-    def parse(self, data: bytes, first_line: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-        """Whole lines (``data`` ends with a newline; its first is line ``first_line``)
-        → (ImageID words, class id, positive) per row. Touches no parser state, so
-        chunks are parsed on two threads (numpy releases the GIL)."""
-        buf = np.frombuffer(data, dtype=np.uint8)
-        itype = np.int32 if len(buf) < 2**31 - 64 else np.int64
-        newline = np.flatnonzero(buf == 10).astype(itype)
+    def _mask(self, n: int) -> np.ndarray:
+        """This thread's reusable boolean scratch of ``n`` entries (as :meth:`_buffer`)."""
+        held = getattr(self._local, "mask", None)
+        if held is None or len(held) < n:
+            held = self._local.mask = np.empty(max(n, CHUNK_BYTES), dtype=bool)
+        return held[:n]
+
+    def parse(self, fd: int, a: int, b: int) -> _Chunk:
+        """The whole lines at bytes ``a:b`` of the file (the last may lack its newline at
+        the end of the file) → a :class:`_Chunk`. Touches no parser state: chunks are
+        read and parsed on threads (``os.pread`` and numpy release the GIL)."""
+        size = b - a
+        raw = self._buffer(size + 64)  # a few bytes past the chunk: word gathers near its end stay inside
+        with memoryview(raw) as view:
+            if os.preadv(fd, [view[:size]], a) != size:
+                raise _RowError(0, "the file became shorter while it was read")
+        buf = np.frombuffer(raw, dtype=np.uint8, count=size)
+        itype = np.int32 if size < 2**31 - 64 else np.int64
+        # newlines and commas in one scan: the bytes ≤ ',' (other such bytes are rare in these files)
+        below = np.less_equal(buf, 44, out=self._mask(size))
+        delimiter = np.flatnonzero(below).astype(itype)
+        del below
+        kind = buf[delimiter]
+        newline = delimiter[kind == 10]
+        num_lines = len(newline)
+        if size and buf[-1] != 10:  # the file's last line without its newline
+            newline = np.append(newline, itype(size))
         start = np.empty_like(newline)
         start[:1] = 0
         start[1:] = newline[:-1] + 1
@@ -260,13 +326,15 @@ class _LabelsParser:
         nonempty = end > start
         cr[nonempty] = buf[end[nonempty] - 1] == 13
         end -= cr
-        lines = np.arange(first_line, first_line + len(newline), dtype=np.int64)
+        lines = np.arange(len(newline), dtype=np.int64)
         keep = end > start  # blank lines are skipped
         if not keep.all():
             start, end, lines = start[keep], end[keep], lines[keep]
         if not len(start):
-            return np.zeros((0, 2), dtype=np.uint64), np.zeros(0, dtype=np.int32), np.zeros(0, dtype=bool)
-        commas = np.flatnonzero(buf == 44).astype(itype)
+            return _Chunk(np.zeros((0, 2), dtype=np.uint64), np.zeros(0, dtype=np.int32),
+                          np.zeros(0, dtype=self.label_type), np.zeros(0, dtype=bool), num_lines, True)
+        commas = delimiter[kind == 44]
+        del delimiter, kind
         m = self.num_columns - 1
         if m and len(commas) == m * len(start):
             # as many commas as lines × (columns - 1): each line has exactly its share
@@ -283,8 +351,8 @@ class _LabelsParser:
             wrong = np.flatnonzero(np.searchsorted(commas, end) - first_comma != m)
         if len(wrong):
             k = wrong[0]
-            raise self.error(k, lines, f"expected {self.num_columns} comma-separated fields, got "
-                                       f"{bytes(buf[start[k]:end[k]])!r}")
+            raise _RowError(int(lines[k]), f"expected {self.num_columns} comma-separated fields, got "
+                                           f"{bytes(buf[start[k]:end[k]])!r}")
         # field j of a line spans bounds[:, j] + 1 .. bounds[:, j + 1]
         bounds = np.empty((len(start), self.num_columns + 1), dtype=itype)
         bounds[:, 0] = start - 1
@@ -299,58 +367,100 @@ class _LabelsParser:
 
         # Confidence: 1 positive, 0 verified negative, nothing else
         cs, cl = field("Confidence")
-        digit = buf[np.minimum(cs, len(buf) - 1)]
+        digit = buf[np.minimum(cs, size - 1)]
         ok = (cl == 1) & ((digit == 48) | (digit == 49))
         if not ok.all():
             k = int(np.flatnonzero(~ok)[0])
-            raise self.error(k, lines, f"Confidence {bytes(buf[cs[k]:cs[k] + cl[k]]).decode(errors='replace')!r} "
-                                       f"is neither 1 (positive) nor 0 (verified negative)")
+            raise _RowError(int(lines[k]), f"Confidence {bytes(buf[cs[k]:cs[k] + cl[k]]).decode(errors='replace')!r} "
+                                           f"is neither 1 (positive) nor 0 (verified negative)")
         positive = digit == 49
 
         ls, ll = field("LabelName")
         is_, il = field("ImageID")
-        width = 8 * max(self.vocab.k, -(-int(il.max()) // 8), 1)
-        padded = np.frombuffer(data + bytes(width + 8), dtype=np.uint8)
-        u64 = np.ndarray((len(padded) - 7,), dtype="<u8", buffer=padded, strides=(1,))
+        if (il == 0).any():
+            raise _RowError(int(lines[np.flatnonzero(il == 0)[0]]), "empty ImageID")
+        label_words, id_words = -(-max(int(ll.max()), 1) // 8), max(2, -(-int(il.max()) // 8))
+        need = size + 8 * max(label_words, id_words) + 8
+        if len(raw) < need:  # very long fields
+            raw = bytes(raw[:size]) + bytes(need - size)
+        u64 = np.ndarray((len(raw) - 7,), dtype="<u8", buffer=raw, strides=(1,))
 
         # LabelName -> class id (-1: described but not trainable)
-        cls, found = self.vocab.lookup(_words(u64, ls, ll, -(-max(int(ll.max()), 1) // 8)))
+        cls, found = self.vocab.lookup(_words(u64, ls, ll, label_words))
         if not found.all():
             k = int(np.flatnonzero(~found)[0])
-            raise self.error(k, lines, f"LabelName {bytes(buf[ls[k]:ls[k] + ll[k]]).decode(errors='replace')!r} "
-                                       f"is not in the class descriptions {self.descriptions_path!r}")
+            raise _RowError(int(lines[k]), f"LabelName {bytes(buf[ls[k]:ls[k] + ll[k]]).decode(errors='replace')!r} "
+                                           f"is not in the class descriptions {self.descriptions_path!r}")
 
-        # ImageID -> run number (a run: consecutive rows of one ImageID)
-        if (il == 0).any():
-            raise self.error(int(np.flatnonzero(il == 0)[0]), lines, "empty ImageID")
-        ids = _words(u64, is_, il, max(2, -(-int(il.max()) // 8)))
-        return ids, cls, positive
-
-    def merge(self, ids: np.ndarray, cls: np.ndarray, positive: np.ndarray) -> None:
-        """Number the runs of a parsed chunk (in file order) and keep its trainable rows."""
-        if not len(ids):
-            return
-        if ids.shape[1] > self.id_words:
-            self.id_words = ids.shape[1]
-        ids = _pad(ids, self.id_words)
+        # runs of equal ImageIDs; per run its trainable entries, sorted by class, de-duplicated
+        ids = _words(u64, is_, il, id_words)
+        del u64, raw, buf
         new = np.empty(len(ids), dtype=bool)
-        new[0] = self.last_id is None or tuple(ids[0]) != self.last_id[:self.id_words]
+        new[0] = True
         np.any(ids[1:] != ids[:-1], axis=1, out=new[1:])
         run_ids = ids[new]
-        if self.ascending and len(run_ids):
-            prev = None if self.last_id is None else np.array([self.last_id], dtype=np.uint64)
-            seq = run_ids if prev is None else np.vstack([_pad(prev, self.id_words), run_ids])
-            if len(seq) > 1 and not _strictly_ascending(seq):
-                self.ascending = False
         run = np.cumsum(new, dtype=np.int64)
-        run += self.num_runs - 1
-        self.num_runs += len(run_ids)
-        self.last_id = tuple(int(w) for w in ids[-1])
-        self.runs.append(run_ids)
+        run -= 1
         trainable = cls >= 0
-        small = np.int32 if self.num_runs < 2**31 else np.int64
-        ctype = np.int16 if len(self.vocab.class_id) and self.vocab.class_id.max() < 2**15 else np.int32
-        self.rows.append((run[trainable].astype(small), cls[trainable].astype(ctype), positive[trainable]))
+        key = run[trainable]
+        key *= self.num_classes
+        key += cls[trainable]
+        key *= 2
+        key += positive[trainable]
+        labels, positive, counts = _sorted_entries(key, self.num_classes, len(run_ids))
+        return _Chunk(run_ids, counts, labels.astype(self.label_type), positive, num_lines,
+                      len(run_ids) < 2 or _strictly_ascending(run_ids))
+
+    def merge(self, chunk: _Chunk) -> None:
+        """Append a parsed chunk (in file order). When its first row continues the last
+        image of the chunk before, that image's entries from both are joined."""
+        if not len(chunk.run_ids):
+            return
+        self.ascending &= chunk.ascending
+        first = chunk.run_ids[:1]
+        if self.last_id is not None:
+            k = max(self.last_id.shape[1], first.shape[1])
+            order = _compare(_pad(self.last_id, k)[0], _pad(first, k)[0])
+            if order > 0:
+                self.ascending = False
+            if order == 0:  # one image across the chunk boundary: one run, its entries joined
+                n_prev, n_head = int(self.counts[-1][-1]), int(chunk.counts[0])
+                cut = len(self.labels[-1]) - n_prev
+                key = np.concatenate([self.labels[-1][cut:], chunk.labels[:n_head]]).astype(np.int64)
+                key *= 2
+                key += np.concatenate([self.positive[-1][cut:], chunk.positive[:n_head]])
+                labels, positive, _ = _sorted_entries(key, self.num_classes, 1)
+                self.labels[-1], self.positive[-1] = self.labels[-1][:cut], self.positive[-1][:cut]
+                self.counts[-1] = self.counts[-1].copy()
+                self.counts[-1][-1] = len(labels)
+                self.labels.append(labels.astype(self.label_type))
+                self.positive.append(positive)
+                chunk = _Chunk(chunk.run_ids[1:], chunk.counts[1:], chunk.labels[n_head:], chunk.positive[n_head:],
+                               chunk.lines, chunk.ascending)
+                if not len(chunk.run_ids):  # the whole chunk was that one image
+                    return
+        self.last_id = chunk.run_ids[-1:]
+        self.runs.append(chunk.run_ids)
+        self.counts.append(chunk.counts)
+        self.labels.append(chunk.labels)
+        self.positive.append(chunk.positive)
+
+
+def _sorted_entries(key: np.ndarray, num_classes: int, num_runs: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Keys ``(run * C + class) * 2 + positive`` → (class ids, positive, entries per run),
+    sorted by (run, class), an (run, class) listed twice kept once, positive if any row is."""
+    key.sort()
+    if len(key) > 1:
+        last = np.empty(len(key), dtype=bool)  # the last row of an (run, class): positive wins
+        last[-1] = True
+        np.not_equal(key[1:] >> 1, key[:-1] >> 1, out=last[:-1])
+        if not last.all():
+            key = key[last]
+    positive = (key & 1).astype(bool)
+    key >>= 1
+    labels = key % num_classes
+    key //= num_classes
+    return labels, positive, np.bincount(key, minlength=num_runs).astype(np.int32)
 
 
 def _pad(words: np.ndarray, k: int) -> np.ndarray:
@@ -358,6 +468,12 @@ def _pad(words: np.ndarray, k: int) -> np.ndarray:
     if words.shape[1] >= k:
         return words
     return np.hstack([words, np.zeros((len(words), k - words.shape[1]), dtype=np.uint64)])
+
+
+def _compare(a: np.ndarray, b: np.ndarray) -> int:
+    """-1, 0 or 1 as one ImageID's words are before, equal to or after another's."""
+    differ = np.flatnonzero(a != b)
+    return 0 if not len(differ) else (-1 if a[differ[0]] < b[differ[0]] else 1)
 
 
 def _strictly_ascending(words: np.ndarray) -> bool:
@@ -371,50 +487,83 @@ def _strictly_ascending(words: np.ndarray) -> bool:
     return bool(less.all())
 
 
+def _chunks(fd: int, start: int, size: int, chunk_bytes: int):
+    """``(a, b)`` spans of whole lines, about ``chunk_bytes`` each, from ``start`` to the
+    end of the file (whose last line may lack its newline). Only a few bytes around each
+    cut are read here; the chunks themselves are read by the threads parsing them."""
+    a = start
+    while a < size:
+        b = size
+        if a + chunk_bytes < size:
+            lo = a + chunk_bytes
+            while lo > a:  # the last newline before a + chunk_bytes
+                window = max(a, lo - 4096)
+                i = os.pread(fd, lo - window, window).rfind(b"\n")
+                if i >= 0:
+                    b = window + i + 1
+                    break
+                lo = window
+            else:  # a line longer than a chunk: up to its newline
+                pos = a + chunk_bytes
+                while pos < size:
+                    block = os.pread(fd, 1 << 16, pos)
+                    i = block.find(b"\n")
+                    if i >= 0:
+                        b = pos + i + 1
+                        break
+                    pos += len(block)
+        yield a, b
+        a = b
+
+
 def read_labels(path: str, vocab: Vocabulary, num_classes: int, descriptions_path: str,
                 chunk_bytes: int = CHUNK_BYTES) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
     """``(image_ids, offsets, labels, positive)`` of one labels file, in one streaming
-    pass. Images are in ImageID order; an (image, class) listed twice is one entry,
-    positive if any of its rows is."""
+    pass (chunks read and parsed on threads). Images are in ImageID order; an (image, class)
+    listed twice is one entry, positive if any of its rows is."""
     if not os.path.isfile(path):
         raise MlcoreError(f"labels file {path!r} does not exist")
-    parser = _LabelsParser(path, vocab, descriptions_path)
+    parser = _LabelsParser(path, vocab, descriptions_path, num_classes)
     with open(path, "rb") as f:
         head = f.readline()
         if not head.strip():
             raise MlcoreError(f"labels file {path!r} is empty: expected the header ImageID,Source,LabelName,Confidence")
         parser.header(head)
+        size = os.fstat(f.fileno()).st_size
         line = 2
         with ThreadPoolExecutor(max_workers=THREADS) as pool:
             pending: deque = deque()
-            rest = b""
-            while True:
-                block = f.read(chunk_bytes)
-                data = rest + block if block else (rest + b"\n" if rest else b"")
-                if not data:
-                    break
-                cut = data.rfind(b"\n") + 1
-                rest = data[cut:]
-                if cut:
-                    pending.append(pool.submit(parser.parse, data[:cut], line))
-                    line += data.count(b"\n", 0, cut)
-                while len(pending) > THREADS:  # bounded: at most a few chunks in flight
-                    parser.merge(*pending.popleft().result())
-                if not block:
-                    break
-            while pending:
-                parser.merge(*pending.popleft().result())
+
+            def merge_next() -> None:
+                nonlocal line
+                try:
+                    chunk = pending.popleft().result()
+                except _RowError as exc:
+                    raise MlcoreError(f"labels file {path!r}, line {line + exc.local_line}: {exc.what}") from None
+                parser.merge(chunk)
+                line += chunk.lines
+
+            try:
+                for a, b in _chunks(f.fileno(), len(head), size, chunk_bytes):
+                    pending.append(pool.submit(parser.parse, f.fileno(), a, b))
+                    while len(pending) > THREADS:  # bounded: at most a few chunks in flight
+                        merge_next()
+                while pending:
+                    merge_next()
+            finally:
+                for future in pending:
+                    future.cancel()
     return _assemble(parser, num_classes)
 
 
 def _assemble(parser: _LabelsParser, num_classes: int) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
-    """Runs → images, rows → sorted, de-duplicated CSR (one int64 sort of all rows)."""
-    k = parser.id_words
-    runs = np.vstack([_pad(r, k) for r in parser.runs]) if parser.runs else np.zeros((0, k), dtype=np.uint64)
-    parser.runs = []
-    if parser.ascending:
-        image_of_run = None
-    else:  # an unsorted file: the same ImageID may be several runs
+    """The chunks joined: runs → images (sorted files: one run each), entries → CSR."""
+    k = max([r.shape[1] for r in parser.runs], default=2)
+    runs = _join(parser.runs, np.uint64, k)
+    counts = _join(parser.counts, np.int32)
+    labels = _join(parser.labels, parser.label_type)
+    positive = _join(parser.positive, bool)
+    if not parser.ascending:  # an unsorted file: the same ImageID may be several runs
         order = np.lexsort(runs.T[::-1])
         runs = runs[order]
         new = np.ones(len(runs), dtype=bool)
@@ -422,52 +571,36 @@ def _assemble(parser: _LabelsParser, num_classes: int) -> tuple[np.ndarray, np.n
         image_of_run = np.empty(len(order), dtype=np.int64)
         image_of_run[order] = np.cumsum(new) - 1
         runs = runs[new]
-        del order, new
+        key = np.repeat(image_of_run, counts)
+        del order, new, image_of_run
+        key *= num_classes
+        key += labels
+        key *= 2
+        key += positive
+        labels, positive, counts = _sorted_entries(key, num_classes, len(runs))
+        labels = labels.astype(parser.label_type)
+        del key
     image_ids = _words_to_bytes(runs)
-    del runs
-    n, c = len(image_ids), num_classes
-    total = sum(len(r[0]) for r in parser.rows)
-    key = np.empty(total, dtype=np.int64)  # (image * C + class) * 2 + positive
-    at = 0
-    while parser.rows:  # each chunk's rows are freed as soon as they are in ``key``
-        run, cls, pos = parser.rows.pop(0)
-        part = key[at:at + len(run)]
-        part[:] = run if image_of_run is None else image_of_run[run]
-        part *= c
-        part += cls
-        part *= 2
-        part += pos
-        at += len(run)
-    del image_of_run
-    block = 1 << 22  # the passes below go block by block: no full-length temporaries
-    if total > 1 and not all(bool((key[a + 1:min(a + block, total - 1) + 1] > key[a:min(a + block, total - 1)]).all())
-                             for a in range(0, total - 1, block)):
-        key.sort()
-        last = np.empty(total, dtype=bool)  # the last row of an (image, class): positive wins
-        last[-1] = True
-        for a in range(0, total - 1, block):
-            b = min(a + block, total - 1)
-            np.not_equal(key[a + 1:b + 1] >> 1, key[a:b] >> 1, out=last[a:b])
-        if not last.all():  # compact in place, block by block (writes never overtake reads)
-            w = 0
-            for a in range(0, total, block):
-                kept = key[a:a + block][last[a:a + block]]
-                key[w:w + len(kept)] = kept
-                w += len(kept)
-            key = key[:w]
-        del last
-    total = len(key)
-    positive = np.empty(total, dtype=bool)
-    labels = np.empty(total, dtype=np.int16 if c <= np.iinfo(np.int16).max else np.int32)
-    for a in range(0, total, block):
-        k = key[a:a + block]
-        positive[a:a + block] = k & 1
-        k >>= 1
-        labels[a:a + block] = k % c
-        k //= c  # now the image number
-    offsets = np.zeros(n + 1, dtype=np.int64)
-    np.cumsum(np.bincount(key, minlength=n), out=offsets[1:])
+    offsets = np.zeros(len(counts) + 1, dtype=np.int64)
+    np.cumsum(counts, out=offsets[1:])
     return image_ids, offsets, labels, positive
+
+
+def _join(pieces: list[np.ndarray], dtype, columns: int = 0) -> np.ndarray:
+    """The pieces (emptied from the list) concatenated, each freed once copied: the
+    whole never exists twice. ``columns``: 2-D pieces, narrower ones zero-padded."""
+    total = sum(len(p) for p in pieces)
+    out = np.zeros((total, columns), dtype=dtype) if columns else np.empty(total, dtype=dtype)
+    at = 0
+    pieces.reverse()
+    while pieces:
+        piece = pieces.pop()
+        if columns:
+            out[at:at + len(piece), :piece.shape[1]] = piece
+        else:
+            out[at:at + len(piece)] = piece
+        at += len(piece)
+    return out
 
 
 def build_index(descriptions_path: str, trainable_path: str, labels_path: str,
