@@ -18,7 +18,7 @@ out, so only the heads are timed), in training mode (dropout on), the map requir
 Each measurement is the mean of ``--steps`` steps after one warm-up; the whole comparison
 runs ``--runs`` times, and ratios are printed as median [min–max] over the runs.
 
-    python benchmarks/heads.py [--batch 4] [--runs 3] [--steps 3]
+    python benchmarks/heads.py [--batch 4] [--runs 3] [--steps 3] [--device cuda]
 """
 from __future__ import annotations
 
@@ -149,7 +149,8 @@ def mlgcn(num_classes: int) -> nn.Module:
 
 
 def seconds(model: nn.Module, x: torch.Tensor, steps: int) -> float:
-    """Mean seconds of one forward + backward (training mode), after one warm-up step."""
+    """Mean seconds of one forward + backward (training mode), after one warm-up step
+    (on a GPU, synchronized: the kernels' time, not their launch)."""
     model.train()
 
     def step():
@@ -157,10 +158,16 @@ def seconds(model: nn.Module, x: torch.Tensor, steps: int) -> float:
         x.grad = None
         model(x).float().sum().backward()
 
+    def sync():
+        if x.device.type == "cuda":
+            torch.cuda.synchronize()
+
     step()
+    sync()
     start = time.perf_counter()
     for _ in range(steps):
         step()
+    sync()
     return (time.perf_counter() - start) / steps
 
 
@@ -192,23 +199,25 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--steps", type=int, default=3)
     ap.add_argument("--threads", type=int, default=0, help="torch threads (0: torch's default)")
     ap.add_argument("--no-q2l", action="store_true", help="leave out benchmarks/heads_q2l.py's Query2Label rows")
+    ap.add_argument("--device", default="cpu", help="cpu (default) or cuda: where the heads run (float32)")
     args = ap.parse_args(argv)
     if args.threads:
         torch.set_num_threads(args.threads)
     torch.manual_seed(0)
+    device = torch.device(args.device)
     b = args.batch
-    x = torch.randn(b, IN_DIM, args.side, args.side, requires_grad=True)
-    print(f"torch {torch.__version__}, {torch.get_num_threads()} threads; maps {b}×{IN_DIM}×{args.side}×{args.side}, "
+    x = torch.randn(b, IN_DIM, args.side, args.side, device=device, requires_grad=True)
+    print(f"torch {torch.__version__}, {device}, {torch.get_num_threads()} threads; maps {b}×{IN_DIM}×{args.side}×{args.side}, "
           f"forward+backward, training mode; {args.runs} runs × {args.steps} steps\n")
 
     # 1. mlcore's ML-Decoder head against the official formulation
     scales = {"OpenImages (C 9605, G 200, g 49)": (9605, 200), "COCO (C 80, G 100→80, g 1)": (80, 100)}
     pairs = {}
     for name, (c, g) in scales.items():
-        ours = MLDecoder(Given(), c, g).head
-        official = OfficialHead(c, min(g, c))
+        ours = MLDecoder(Given(), c, g).head.to(device)
+        official = OfficialHead(c, min(g, c)).to(device)
         official.load_state_dict(ours.state_dict())  # the same parameter names: the same weights
-        bound = OfficialHeadFreeGroupFC(c, min(g, c))
+        bound = OfficialHeadFreeGroupFC(c, min(g, c)).to(device)
         bound.load_state_dict(ours.state_dict())
         with torch.no_grad():
             ours.eval(), official.eval(), bound.eval()
@@ -235,11 +244,12 @@ def main(argv: list[str] | None = None) -> None:
     c = 80
     heads = {"plain (avg pool + fc)": Plain(c), "CSRA (4 heads)": CSRA(Given(), c, TEMPERATURES[4], 0.5),
              "ML-GCN": mlgcn(c), "ML-Decoder (G 80)": MLDecoder(Given(), c, 100)}
+    heads = {name: model.to(device) for name, model in heads.items()}
     cost: dict[str, list[float]] = {n: [] for n in heads}
     for _ in range(args.runs):
         for name, model in heads.items():
             cost[name].append(seconds(model, x, args.steps) / b * 1e3)
-    if not args.no_q2l:
+    if not args.no_q2l and device.type == "cpu":  # heads_q2l.py picks its own device
         try:
             q2l = q2l_rows(args.runs, args.steps)
         except Exception as exc:  # a colleague's script: report it, do not fail
