@@ -2,7 +2,7 @@
 # make demo    — train and evaluate a small model on the generated `shapes` set
 # make demo-ssgrl — the same with SSGRL's head
 # make demo-heads — the same with ML-Decoder's head (query-based, the field's newest)
-# make test    — the test suite
+# make test    — the test suite (two pytest-xdist workers, one thread each: ~8 min on 2 cores)
 # make fuzz    — the config fuzzing tests with a large budget (random examples each run)
 # make bench   — benchmarks (ratios against a baseline measured in the same run; the first
 #                run writes ~1 GB of synthetic annotations to the cache and the SSGRL
@@ -36,7 +36,7 @@ demo-heads: install
 	$(VENV)/bin/mlcore evaluate configs/demo_ml_decoder.yaml
 
 test: install
-	$(PY) -m pytest -q
+	$(PY) -m pytest -q -n 2 --dist worksteal
 
 fuzz: install
 	HYPOTHESIS_PROFILE=fuzz $(PY) -m pytest -q tests/test_config_fuzz.py

@@ -13,6 +13,17 @@ import pytest
 ROOT = Path(__file__).resolve().parents[1]
 # generated data goes to a cache of the test session's own, unless CI gave one
 os.environ.setdefault("MLCORE_CACHE", tempfile.mkdtemp(prefix="mlcore-test-cache-"))
+if os.environ.get("PYTEST_XDIST_WORKER"):
+    # `make test` runs two pytest-xdist workers on a 2-core machine: one thread each (and
+    # for the processes they start), not two each fighting over the cores
+    os.environ.setdefault("OMP_NUM_THREADS", "1")
+
+
+def pytest_configure(config) -> None:
+    if os.environ.get("PYTEST_XDIST_WORKER"):
+        import torch
+
+        torch.set_num_threads(int(os.environ["OMP_NUM_THREADS"]))
 
 
 def tiny_config(output_dir, **over) -> dict:
