@@ -213,6 +213,21 @@ def test_a_bad_row_is_named_by_its_line_whatever_the_chunks(tmp_path, chunk):
                                str(root / "oidv6-train-annotations-human-imagelabels.csv"), chunk_bytes=chunk)
 
 
+@pytest.mark.parametrize("bad", [
+    ("0001a,verification,/m/99,1", "0001a,verification,/m/01,7", r"line 2: LabelName '/m/99' is not in"),
+    (",verification,/m/01,1", "0001a,verification,/m/01,7", r"line 2: empty ImageID"),
+    ("0001a,verification,/m/01,5", "0001a,verification,/m/01", r"line 2: Confidence '5' is neither"),
+    ("0001a,verification,/m/01,1", "0001a,verification,/m/99", r"line 3: expected 4 comma-separated fields"),
+])
+def test_of_several_bad_rows_the_first_is_named_whatever_the_chunks(tmp_path, bad):
+    first, second, message = bad
+    root = write_dataset(tmp_path / "oi", train_rows=[first, second])
+    for chunk in (1, 1 << 20):
+        with pytest.raises(MlcoreError, match=rf"imagelabels.csv', {message}"):
+            reader_mod.build_index(str(root / "oidv6-class-descriptions.csv"), str(root / "oidv6-classes-trainable.txt"),
+                                   str(root / "oidv6-train-annotations-human-imagelabels.csv"), chunk_bytes=chunk)
+
+
 def test_missing_files_are_named(oi):
     with pytest.raises(MlcoreError, match=r"labels file .*test-annotations-human-imagelabels.csv' does not exist"):
         mlcore.create("dataset", "openimages", root=str(oi), split="test")

@@ -39,7 +39,7 @@ from mlcore import MlcoreError, atomic_open, cache_dir
 FORMAT_VERSION = 1
 #: bytes of a labels file parsed at once (the temporaries are a few times that, per thread)
 CHUNK_BYTES = 1 << 22
-#: threads reading and parsing chunks (``os.preadv`` and numpy release the GIL)
+#: threads reading and parsing chunks (``os.preadv``, POSIX: Linux, macOS 11+; it and numpy release the GIL)
 THREADS = 2
 DESCRIPTIONS_HEADER = ["LabelName", "DisplayName"]
 LABEL_COLUMNS = ("ImageID", "LabelName", "Confidence")
@@ -274,7 +274,11 @@ class _LabelsParser:
         self._local = threading.local()  # per-thread scratch buffers
 
     def header(self, line: bytes) -> None:
-        names = [c.strip().strip('"') for c in line.decode("utf-8-sig").rstrip("\r\n").split(",")]
+        try:
+            text = line.decode("utf-8-sig")
+        except UnicodeDecodeError:
+            raise MlcoreError(f"labels file {self.path!r}, line 1: the header is not UTF-8 text: {line[:80]!r}") from None
+        names = [c.strip().strip('"') for c in text.rstrip("\r\n").split(",")]
         missing = [c for c in LABEL_COLUMNS if c not in names]
         if missing:
             raise MlcoreError(f"labels file {self.path!r}, line 1: the header {','.join(names)!r} lacks the "
@@ -349,10 +353,16 @@ class _LabelsParser:
         else:
             first_comma = np.searchsorted(commas, start)
             wrong = np.flatnonzero(np.searchsorted(commas, end) - first_comma != m)
+        # each check finds its first bad row; the first of them all in the file is the one
+        # reported, so the message does not depend on where the chunks are cut
+        problems: list[tuple[int, str]] = []  # (line in the chunk, what is wrong)
         if len(wrong):
-            k = wrong[0]
-            raise _RowError(int(lines[k]), f"expected {self.num_columns} comma-separated fields, got "
-                                           f"{bytes(buf[start[k]:end[k]])!r}")
+            k = int(wrong[0])
+            problems.append((int(lines[k]), f"expected {self.num_columns} comma-separated fields, got "
+                                f"{bytes(buf[start[k]:end[k]])!r}"))
+            if not k:
+                raise _RowError(*problems[0])
+            start, end, lines, first_comma = start[:k], end[:k], lines[:k], first_comma[:k]  # the rows before it
         # field j of a line spans bounds[:, j] + 1 .. bounds[:, j + 1]
         bounds = np.empty((len(start), self.num_columns + 1), dtype=itype)
         bounds[:, 0] = start - 1
@@ -371,14 +381,14 @@ class _LabelsParser:
         ok = (cl == 1) & ((digit == 48) | (digit == 49))
         if not ok.all():
             k = int(np.flatnonzero(~ok)[0])
-            raise _RowError(int(lines[k]), f"Confidence {bytes(buf[cs[k]:cs[k] + cl[k]]).decode(errors='replace')!r} "
-                                           f"is neither 1 (positive) nor 0 (verified negative)")
+            problems.append((int(lines[k]), f"Confidence {bytes(buf[cs[k]:cs[k] + cl[k]]).decode(errors='replace')!r} "
+                                f"is neither 1 (positive) nor 0 (verified negative)"))
         positive = digit == 49
 
         ls, ll = field("LabelName")
         is_, il = field("ImageID")
         if (il == 0).any():
-            raise _RowError(int(lines[np.flatnonzero(il == 0)[0]]), "empty ImageID")
+            problems.append((int(lines[np.flatnonzero(il == 0)[0]]), "empty ImageID"))
         label_words, id_words = -(-max(int(ll.max()), 1) // 8), max(2, -(-int(il.max()) // 8))
         need = size + 8 * max(label_words, id_words) + 8
         if len(raw) < need:  # very long fields
@@ -389,8 +399,10 @@ class _LabelsParser:
         cls, found = self.vocab.lookup(_words(u64, ls, ll, label_words))
         if not found.all():
             k = int(np.flatnonzero(~found)[0])
-            raise _RowError(int(lines[k]), f"LabelName {bytes(buf[ls[k]:ls[k] + ll[k]]).decode(errors='replace')!r} "
-                                           f"is not in the class descriptions {self.descriptions_path!r}")
+            problems.append((int(lines[k]), f"LabelName {bytes(buf[ls[k]:ls[k] + ll[k]]).decode(errors='replace')!r} "
+                                f"is not in the class descriptions {self.descriptions_path!r}"))
+        if problems:
+            raise _RowError(*min(problems))
 
         # runs of equal ImageIDs; per run its trainable entries, sorted by class, de-duplicated
         ids = _words(u64, is_, il, id_words)
@@ -527,7 +539,8 @@ def read_labels(path: str, vocab: Vocabulary, num_classes: int, descriptions_pat
     with open(path, "rb") as f:
         head = f.readline()
         if not head.strip():
-            raise MlcoreError(f"labels file {path!r} is empty: expected the header ImageID,Source,LabelName,Confidence")
+            raise MlcoreError(f"labels file {path!r}, line 1: expected the header ImageID,Source,LabelName,Confidence, "
+                              f"found {'nothing (the file is empty)' if not head else 'a blank line'}")
         parser.header(head)
         size = os.fstat(f.fileno()).st_size
         line = 2
