@@ -305,7 +305,7 @@ class _LabelsParser:
     def parse(self, fd: int, a: int, b: int) -> _Chunk:
         """The whole lines at bytes ``a:b`` of the file (the last may lack its newline at
         the end of the file) → a :class:`_Chunk`. Touches no parser state: chunks are
-        read and parsed on threads (``os.pread`` and numpy release the GIL)."""
+        read and parsed on threads (``os.preadv`` and numpy release the GIL)."""
         size = b - a
         raw = self._buffer(size + 64)  # a few bytes past the chunk: word gathers near its end stay inside
         with memoryview(raw) as view:
