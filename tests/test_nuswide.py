@@ -82,7 +82,7 @@ def test_missing_images_are_skipped_with_one_warning_or_an_error(nus):
     assert list(labels_of(ds)) == ["animal/0001_2124494179.jpg", "sky/0004_1111.jpg"]
     assert ds.targets.tolist() == [[1, 0, 1], [0, 0, 1]]
     # without the unlabeled image, one is missing; a whole folder gone counts too
-    with pytest.warns(UserWarning, match=r"1 of the 3 listed"):
+    with pytest.warns(UserWarning, match=r"1 of the 3 labeled images \(of 4 listed\)"):
         assert len(mlcore.create("dataset", "nuswide", root=str(nus), split="train", drop_unlabeled=True)) == 2
     with pytest.raises(MlcoreError, match=r"NUS-WIDE train: 2 of the 4 listed images do not exist.*"
                                           r"Flickr/beach/0002_174174086.jpg.*Flickr/animal/0003_53003.jpg"):

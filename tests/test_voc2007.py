@@ -164,3 +164,14 @@ def test_difficult_per_split_as_ml_gcn_trains_and_evaluates(voc, tmp_path):
                                                  "difficult": {"trainval": "positive", "test": "hard"}})
     with pytest.raises(ConfigError, match=r"dataset.difficult: test: Unknown value 'hard'"):
         mlcore.load_config(cfg)
+
+
+def test_a_misspelt_split_in_the_difficult_mapping_and_a_bad_difficult_value_are_errors(voc):
+    with pytest.raises(MlcoreError, match=r"difficult: 'trianval' is not a split of .*VOC2007'; its splits are "
+                                          r"\['test', 'train', 'trainval', 'val'\]"):
+        mlcore.create("dataset", "voc2007", root=str(voc), split="test", difficult={"trianval": "positive"})
+    (voc / "Annotations" / "000007.xml").write_text(voc_xml("000007.jpg", [("car", "x")]))
+    with pytest.raises(MlcoreError, match=r"000007.xml': the <object> 'car' has <difficult>x</difficult>; "
+                                          r"expected 0 or 1"):
+        mlcore.create("dataset", "voc2007", root=str(voc), split="train")
+

@@ -226,7 +226,9 @@ def nuswide_split(root: str, split: str, missing: str = "skip", drop_unlabeled: 
     if len(gone):
         names = ", ".join(repr(candidates[i]) for i in gone[:SHOW_MISSING])
         more = ", …" if len(gone) > SHOW_MISSING else ""
-        what = f"NUS-WIDE {split}: {len(gone)} of the {len(candidates)} listed images do not exist under {root!r}"
+        among = (f"the {len(candidates)} labeled images (of {len(s.images)} listed)" if drop_unlabeled
+                 else f"the {len(candidates)} listed images")
+        what = f"NUS-WIDE {split}: {len(gone)} of {among} do not exist under {root!r}"
         if missing == "error":
             raise MlcoreError(f"{what}: {names}{more} (missing_images: skip leaves them out)")
         warnings.warn(f"{what} and are left out: {names}{more} (missing_images: error makes this an error)",

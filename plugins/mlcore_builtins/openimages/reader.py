@@ -359,7 +359,7 @@ class _LabelsParser:
         if len(wrong):
             k = int(wrong[0])
             problems.append((int(lines[k]), f"expected {self.num_columns} comma-separated fields, got "
-                                f"{bytes(buf[start[k]:end[k]])!r}"))
+                                f"{bytes(buf[start[k]:end[k]]).decode(errors='replace')!r}"))
             if not k:
                 raise _RowError(*problems[0])
             start, end, lines, first_comma = start[:k], end[:k], lines[:k], first_comma[:k]  # the rows before it

@@ -33,7 +33,7 @@ def read_ids(path: str) -> list[str]:
 
 def image_labels(xml_path: str) -> list[tuple[str, bool]]:
     """``(name, difficult)`` of every ``<object>`` (names stripped and lower-cased; a
-    missing ``<difficult>`` counts as 0)."""
+    missing or empty ``<difficult>`` counts as 0; anything but 0 or 1 is an error)."""
     try:
         tree = ET.parse(xml_path)
     except FileNotFoundError:
@@ -45,8 +45,11 @@ def image_labels(xml_path: str) -> list[tuple[str, bool]]:
         name = obj.findtext("name")
         if name is None or not name.strip():
             raise MlcoreError(f"annotation file {xml_path!r}: an <object> has no <name>")
-        difficult = (obj.findtext("difficult") or "0").strip() == "1"
-        out.append((name.strip().lower(), difficult))
+        difficult = (obj.findtext("difficult") or "0").strip() or "0"
+        if difficult not in ("0", "1"):
+            raise MlcoreError(f"annotation file {xml_path!r}: the <object> {name.strip()!r} has <difficult>"
+                              f"{difficult}</difficult>; expected 0 or 1")
+        out.append((name.strip().lower(), difficult == "1"))
     return out
 
 
@@ -112,6 +115,10 @@ def voc_index(root: str, classes: Sequence[str], kind: str = "voc",
     missing = next((x for x in xmls if not os.path.isfile(x)), None)
     if missing:
         raise MlcoreError(f"annotation file {missing!r} does not exist")
+    if isinstance(difficult, Mapping):  # a misspelt split would silently fall back to drop
+        unknown = sorted(set(difficult) - set(splits))
+        if unknown:
+            raise MlcoreError(f"difficult: {unknown[0]!r} is not a split of {root!r}; its splits are {sorted(splits)}")
     modes = {name: mode_of(difficult, name) for name in splits}
     return cached_index(kind, {"root": os.path.abspath(root), "classes": list(classes), "difficult": modes},
                         list(files.values()) + xmls, lambda: build_index(root, classes, splits, modes))
