@@ -170,6 +170,8 @@ def test_a_misspelt_split_in_the_difficult_mapping_and_a_bad_difficult_value_are
     with pytest.raises(MlcoreError, match=r"difficult: 'trianval' is not a split of .*VOC2007'; its splits are "
                                           r"\['test', 'train', 'trainval', 'val'\]"):
         mlcore.create("dataset", "voc2007", root=str(voc), split="test", difficult={"trianval": "positive"})
+    (voc / "ImageSets/Main/test.txt").unlink()  # the trainval release alone: the recipe's mapping still works
+    mlcore.create("dataset", "voc2007", root=str(voc), split="trainval", difficult={"trainval": "positive", "test": "ignore"})
     (voc / "Annotations" / "000007.xml").write_text(voc_xml("000007.jpg", [("car", "x")]))
     with pytest.raises(MlcoreError, match=r"000007.xml': the <object> 'car' has <difficult>x</difficult>; "
                                           r"expected 0 or 1"):

@@ -15,6 +15,10 @@ VOC_CLASSES = [
 ]
 
 
+#: the release's split lists (a folder may hold only some of them, or others of its own)
+VOC_SPLITS = ("train", "val", "trainval", "test")
+
+
 def split_files(root: str) -> dict[str, str]:
     """The split lists of ``ImageSets/Main`` (``train.txt``, ``val.txt``, ``trainval.txt``…;
     the per-class ``<class>_<split>.txt`` files are not splits)."""
@@ -116,7 +120,7 @@ def voc_index(root: str, classes: Sequence[str], kind: str = "voc",
     if missing:
         raise MlcoreError(f"annotation file {missing!r} does not exist")
     if isinstance(difficult, Mapping):  # a misspelt split would silently fall back to drop
-        unknown = sorted(set(difficult) - set(splits))
+        unknown = sorted(set(difficult) - set(splits) - set(VOC_SPLITS))  # a recipe's test with test.txt not yet there: fine
         if unknown:
             raise MlcoreError(f"difficult: {unknown[0]!r} is not a split of {root!r}; its splits are {sorted(splits)}")
     modes = {name: mode_of(difficult, name) for name in splits}
