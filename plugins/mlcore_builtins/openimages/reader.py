@@ -288,7 +288,7 @@ class _LabelsParser:
 
     def _buffer(self, n: int) -> bytearray:
         """This thread's read buffer, reused from chunk to chunk: a fresh 4 MB buffer per
-        chunk costs its page faults every time (a quarter of the parse, measured). Only
+        chunk costs its page faults every time (a fifth to a quarter of the build, measured). Only
         ``n`` bytes of it hold this chunk; what lies past them is never used unmasked."""
         held = getattr(self._local, "buffer", None)
         if held is None or len(held) < n:
