@@ -110,10 +110,10 @@ def test_bad_label_files_name_the_file_and_line(nus):
     with pytest.raises(MlcoreError, match=r"line 2: expected 0 or 1, got '1 1'"):
         mlcore.create("dataset", "nuswide", root=str(nus), split="train")
     label.write_bytes(b"0\n1\n0\n")
-    with pytest.raises(MlcoreError, match=r"Labels_beach_Train.txt' has 3 lines, but its image list has 4"):
+    with pytest.raises(MlcoreError, match=r"Labels_beach_Train.txt', line 3: the file ends here, after 3 lines, but its image list has 4 images"):
         mlcore.create("dataset", "nuswide", root=str(nus), split="train")
     label.write_bytes(b"0\n1\n0\n0\n1\n")
-    with pytest.raises(MlcoreError, match=r"Labels_beach_Train.txt' has 5 lines, but its image list has 4"):
+    with pytest.raises(MlcoreError, match=r"Labels_beach_Train.txt', line 5: the file has 5 lines, but its image list has 4 images"):
         mlcore.create("dataset", "nuswide", root=str(nus), split="train")
     label.write_bytes(b"0\n1\n0\n0\n\n\r\n")  # blank lines at the end do not count
     assert len(mlcore.create("dataset", "nuswide", root=str(nus), split="train")) == 4

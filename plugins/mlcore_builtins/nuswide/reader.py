@@ -106,8 +106,9 @@ def parse_labels(path: str, expected: int) -> np.ndarray:
     (one pass, no per-line Python: the real files have 161,789 and 107,859 lines, 162 of
     them). Every line holds one ``0`` or ``1`` with any whitespace around it (``\\r\\n``,
     trailing spaces); blank lines at the end are ignored. Raises MlcoreError naming the
-    file when it has another number of lines than ``expected`` (its image list's), or
-    the file and the 1-based line of the first value that is not 0 or 1."""
+    file and a line when it has another number of lines than ``expected`` (its image
+    list's: the first line too many, or its last line), or the file and the 1-based line
+    of the first value that is not 0 or 1."""
     with open(path, "rb") as f:
         data = f.read()
     if data.startswith(codecs.BOM_UTF8):
@@ -124,8 +125,10 @@ def parse_labels(path: str, expected: int) -> np.ndarray:
     per_line = seen[stops] - seen[starts]  # non-blank characters on each line
     nonblank = np.flatnonzero(per_line)
     n = int(nonblank[-1]) + 1 if len(nonblank) else 0  # blank lines at the end do not count
-    if n != expected:
-        raise MlcoreError(f"label file {path!r} has {n} lines, but its image list has {expected} "
+    if n != expected:  # named at the line where the two part: the first extra line, or the last one
+        where = (f"line {expected + 1}: the file has {n} lines" if n > expected
+                 else f"line {n}: the file ends here, after {n} lines" if n else "the file is empty")
+        raise MlcoreError(f"label file {path!r}, {where}, but its image list has {expected} images "
                           f"(one 0/1 per listed image)")
     if n and (per_line[:n] == 1).all():  # one character a line: those characters, in line order
         values = buf[np.flatnonzero(filled)] - ord("0")  # uint8: anything below '0' wraps above 1
