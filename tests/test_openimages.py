@@ -117,7 +117,7 @@ def test_unsorted_crlf_and_chunked_files_give_the_same_index(tmp_path):
             np.testing.assert_array_equal(getattr(got, name), getattr(ref, name))
 
 
-def reference_index(desc_rows, trainable, rows):
+def reference_index(trainable, rows):
     """The index by the plainest reading: a dict per image of class -> positive-any."""
     class_of = {name: j for j, name in enumerate(trainable)}
     images: dict[str, dict[int, bool]] = {}
@@ -159,7 +159,7 @@ def test_random_files_match_a_plain_reading_at_any_chunk_size(tmp_path, seed):
     (tmp_path / "d.csv").write_text("LabelName,DisplayName\n" + "".join(f"{n},N{n}\n" for n in names))
     (tmp_path / "t.txt").write_text("\n".join(trainable) + "\n")
     (tmp_path / "l.csv").write_bytes(text.encode())
-    ids, offsets, labels, positive = reference_index(names, trainable, rows)
+    ids, offsets, labels, positive = reference_index(trainable, rows)
     for chunk in (1, 5, 37, 256, 1 << 20):
         got = reader_mod.build_index(str(tmp_path / "d.csv"), str(tmp_path / "t.txt"), str(tmp_path / "l.csv"),
                                      chunk_bytes=chunk)
