@@ -181,12 +181,19 @@ def test_calibrate_defaults_to_the_held_out_split_and_evaluate_scores_with_it(ru
     assert "optimistic" in out and "data.calib_split" in out and "data.calib_holdout" in out
 
 
-def test_calib_split_is_the_default_of_calibrate_and_evaluating_it_is_flagged(run, capsys, tmp_path):
+def own_checkpoint(run, tmp_path):
+    """The run's config, and a copy of its best.pt in a folder of the test's own (a
+    calibration writes its thresholds file beside the checkpoint): (config, folder, copy)."""
     tmp, path = run
     folder = tmp_path / "ckpt"
     folder.mkdir()
     ckpt = folder / "best.pt"
     shutil.copy(tmp / "run" / "checkpoints" / "best.pt", ckpt)
+    return path, folder, ckpt
+
+
+def test_calib_split_is_the_default_of_calibrate_and_evaluating_it_is_flagged(run, capsys, tmp_path):
+    path, folder, ckpt = own_checkpoint(run, tmp_path)
     code, _, err = _main(capsys, "calibrate", path, "--checkpoint", ckpt,
                          "--set", "data.calib_split=val")
     assert code == 0, err
@@ -210,11 +217,7 @@ def test_wrong_thresholds_files_are_one_clear_error(run, capsys, tmp_path):
     import mlcore
     from mlcore.weights import _checksum_of, safe_load
 
-    tmp, path = run
-    folder = tmp_path / "ckpt"
-    folder.mkdir()
-    ckpt = folder / "best.pt"
-    shutil.copy(tmp / "run" / "checkpoints" / "best.pt", ckpt)
+    path, folder, ckpt = own_checkpoint(run, tmp_path)
     classes = list(safe_load(ckpt)["classes"])
     good = {"classes": classes, "thresholds": np.linspace(0.05, 0.6, len(classes)).tolist(),
             "objective": "f1", "split": "val", "checkpoint": str(ckpt),
