@@ -182,8 +182,8 @@ class Vocabulary:
         words = _name_words(encoded, self.k)
         h = _hash(words)
         order = np.argsort(h, kind="stable")
-        self.hash, self.words = h[order], words[order]
-        self.columns = [np.ascontiguousarray(self.words[:, j]) for j in range(self.k)]
+        self.hash = h[order]
+        self.columns = [np.ascontiguousarray(words[order, j]) for j in range(self.k)]  # compared per column
         self.class_id = np.asarray(class_ids, dtype=np.int32)[order]
         dup = np.flatnonzero(self.hash[1:] == self.hash[:-1])
         if len(dup):  # two distinct names, one hash (never seen): keep the lookup exact
