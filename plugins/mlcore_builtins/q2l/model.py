@@ -163,7 +163,7 @@ class DecoderLayer(nn.Module):
         self.norm2, self.norm3 = nn.LayerNorm(dim), nn.LayerNorm(dim)
         self.dropout = nn.Dropout(dropout)
 
-    def cross_attend_reassociated(self, q: torch.Tensor, memory: torch.Tensor, pos: torch.Tensor,
+    def cross_attend_reassociated(self, q: torch.Tensor, memory: torch.Tensor, keys: torch.Tensor,
                                   k_proj: tuple[torch.Tensor, torch.Tensor],
                                   v_proj: tuple[torch.Tensor, torch.Tensor]) -> torch.Tensor:
         """The cross-attention with the projections moved, exactly equal in exact arithmetic.
@@ -172,16 +172,18 @@ class DecoderLayer(nn.Module):
         ``q_h·(Wk_h·x_p + bk_h) = (Wk_hᵀ·q_h)·x_p + q_h·bk_h``, and the second term is the same
         for every position p, which the softmax ignores; with a = the (dropped-out) attention
         weights, ``Σ_p a_p·(Wv_h·m_p + bv_h) = Wv_h·(Σ_p a_p·m_p) + bv_h·Σ_p a_p``. q [B_q, C, d]
-        (B_q 1 or B), memory [B, P, d], pos [1, P, d], ``k_proj``/``v_proj`` the (weight, bias)
-        of the key and value projections → [B, C, d] after ``out_proj``."""
+        (B_q 1 or B), memory [B, P, d], keys = memory + pos [B, P, d], ``k_proj``/``v_proj`` the
+        (weight, bias) of the key and value projections → [B, C, d] after ``out_proj``."""
         att = self.multihead_attn
         d, heads = att.dim, att.heads
         hd = d // heads
         b, cq = memory.shape[0], q.shape[1]
         wk, wv = k_proj[0].view(heads, hd, d), v_proj[0].view(heads, hd, d)
         qk = torch.einsum("bchk,hkd->bhcd", q.view(q.shape[0], cq, heads, hd), wk)  # [B_q, h, C, d]
-        logits = torch.matmul(qk.reshape(q.shape[0], heads * cq, d), (memory + pos).transpose(1, 2))
-        weights = torch.softmax(logits / math.sqrt(hd), dim=-1)  # [B, h·C, P]
+        # positions-major [B, P, h·C]: with queries shared by the batch (B_q 1) one product over
+        # all B·P positions, neither operand copied to broadcast it
+        logits = torch.matmul(keys, qk.reshape(q.shape[0], heads * cq, d).transpose(1, 2))
+        weights = torch.softmax(logits / math.sqrt(hd), dim=1).transpose(1, 2)  # [B, h·C, P]
         weights = F.dropout(weights, att.dropout, self.training)
         pooled = torch.matmul(weights, memory).view(b, heads, cq, d)  # Σ_p a_p·m_p per head
         out = torch.einsum("bhcd,hkd->bchk", pooled, wv)  # [B, C, h, hd]
@@ -189,10 +191,11 @@ class DecoderLayer(nn.Module):
         out = out + weights.view(b, heads, cq, -1).sum(-1).transpose(1, 2)[..., None] * bias
         return att.out_proj(out.reshape(b, cq, d))
 
-    def forward(self, tgt: torch.Tensor | None, memory: torch.Tensor, pos: torch.Tensor,
+    def forward(self, tgt: torch.Tensor | None, memory: torch.Tensor, keys: torch.Tensor,
                 query_pos: torch.Tensor) -> torch.Tensor:
         """``tgt`` [B, C, d], or None for the zeros the first layer starts from (whose
-        queries, ``query_pos`` alone, are projected once for the whole batch)."""
+        queries, ``query_pos`` alone, are projected once for the whole batch); ``keys`` =
+        memory + pos, computed once for all the layers."""
         att = self.multihead_attn
         b, p, d = memory.shape
         query = query_pos[None] if tgt is None else tgt + query_pos
@@ -203,9 +206,9 @@ class DecoderLayer(nn.Module):
             moved = (q.dtype == torch.float32 and not torch.is_autocast_enabled(memory.device.type)
                      and reassociation_pays(b, q.shape[0], q.shape[1], p, d, att.heads))
         if moved:
-            out = self.cross_attend_reassociated(q, memory, pos, kw, vw)
+            out = self.cross_attend_reassociated(q, memory, keys, kw, vw)
         else:
-            out = att.attend(q.expand(b, -1, -1), F.linear(memory + pos, *kw), F.linear(memory, *vw))
+            out = att.attend(q.expand(b, -1, -1), F.linear(keys, *kw), F.linear(memory, *vw))
         out = self.dropout(out)
         tgt = self.norm2(out if tgt is None else tgt + out)
         return self.norm3(tgt + self.dropout(self.linear2(self.dropout(F.relu(self.linear1(tgt))))))
@@ -229,9 +232,9 @@ class Decoder(nn.Module):
         self.norm = nn.LayerNorm(dim)
 
     def forward(self, memory: torch.Tensor, pos: torch.Tensor, query_pos: torch.Tensor) -> torch.Tensor:
-        tgt = None
+        tgt, keys = None, memory + pos  # every layer's keys: one sum, saved once for the backward
         for layer in self.layers:
-            tgt = layer(tgt, memory, pos, query_pos)
+            tgt = layer(tgt, memory, keys, query_pos)
         return self.norm(tgt)
 
 
