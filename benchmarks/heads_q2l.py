@@ -14,6 +14,12 @@ Memory: on CUDA the peak allocated during forward + backward; on the CPU (where
 ``tracemalloc`` does not see torch's allocations) the bytes of the activations autograd saves
 for the backward pass (parameters and input left out) — what makes the peak of a training step.
 
+Beside the ratios, the two formulations' counted floating-point operations (``flops.py``):
+official/mlcore is 1.109 in float32 (the re-associated cross-attention and the once-per-batch
+first decoder queries; the encoder and the feed-forwards, most of the work, are the same
+products in both). Where matrix products are the time, that is the most an exact rewrite
+of the official computation can gain.
+
 ``python benchmarks/heads_q2l.py`` prints the ratios over 3 runs (min–max).
 """
 from __future__ import annotations
@@ -30,6 +36,9 @@ from torch import nn
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "plugins"))
 
 from mlcore_builtins.q2l.model import Query2Label, sine_position_encoding  # noqa: E402
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from flops import forward_backward_flops  # noqa: E402
 
 CLASSES, DIM, HEADS, FF, SIDE, BATCH = 80, 2048, 4, 8192, 14, 2
 
@@ -141,9 +150,9 @@ def measure(repeats: int = 3, iters: int | None = None, *, reassociate: bool | N
             amp: bool = False) -> list[dict]:
     """One dict per run: seconds of one forward + backward (best of ``iters``: default 1 on
     the CPU, 10 on CUDA) of the official formulation and of mlcore's, their memory, and the
-    ratios. Each model is warmed up once first (on the CPU that pass also counts the saved
-    bytes, which do not vary); the order of the two alternates between runs, so a drift in
-    the machine's load is shared. ``reassociate`` forces mlcore's cross-attention one way
+    ratios (``flops_ratio``: the counted operations, official/mlcore). Each model is warmed
+    up once first (on the CPU that pass also counts the saved bytes, which do not vary); the
+    order of the two alternates between runs, so a drift in the machine's load is shared. ``reassociate`` forces mlcore's cross-attention one way
     (``DecoderLayer.reassociate``; None: its own choice); ``amp``: both under bf16 autocast
     (the outputs are compared in float32 first either way)."""
     from mlcore_builtins.q2l.model import DecoderLayer
@@ -160,6 +169,8 @@ def measure(repeats: int = 3, iters: int | None = None, *, reassociate: bool | N
     with torch.no_grad():
         a, b = ours(x), official(x)
     assert torch.allclose(a, b, rtol=1e-4, atol=1e-4), f"outputs differ by {(a - b).abs().max():.3g}"
+    with torch.autocast(device.type, dtype=torch.bfloat16, enabled=amp):
+        counted = forward_backward_flops(official, x) / forward_backward_flops(ours, x)
     ours.train(), official.train()
     models = {"official": official, "mlcore": ours}
     saved = {}
@@ -176,6 +187,7 @@ def measure(repeats: int = 3, iters: int | None = None, *, reassociate: bool | N
             row[f"{name}_s"] = min(times)
             row[f"{name}_mem"] = max(mems) if device.type == "cuda" else saved[name]
         row["speedup"] = row["official_s"] / row["mlcore_s"]
+        row["flops_ratio"] = counted
         row["memory_ratio"] = row["mlcore_mem"] / row["official_mem"]
         row["device"], row["amp"], row["reassociate"] = device.type, amp, reassociate
         row["memory"] = "peak allocated" if device.type == "cuda" else "saved for backward"
@@ -191,7 +203,8 @@ def report(runs: list[dict], label: str) -> None:
     sp = [r["speedup"] for r in runs]
     mr = [r["memory_ratio"] for r in runs]
     print(f"{label} [{runs[0]['device']}, batch {BATCH}, {SIDE}x{SIDE}x{DIM}, {CLASSES} classes, forward+backward]")
-    print(f"  speedup official/mlcore: median {statistics.median(sp):.3f} (min {min(sp):.3f}, max {max(sp):.3f})")
+    print(f"  speedup official/mlcore: median {statistics.median(sp):.3f} (min {min(sp):.3f}, max {max(sp):.3f}); "
+          f"counted FLOPs official/mlcore {runs[0]['flops_ratio']:.3f}")
     print(f"  memory mlcore/official ({runs[0]['memory']}): median {statistics.median(mr):.3f} "
           f"(min {min(mr):.3f}, max {max(mr):.3f})")
 
