@@ -1,9 +1,10 @@
 #!/usr/bin/env bash
-# The CUDA check, for a machine with a GPU and no network (≤ 5 minutes):
+# The CUDA check, for a machine with a GPU and no network (~5 minutes; its timeouts cap it at 11):
 #   1. install mlcore from this working tree without touching the network;
 #   2. run the tests marked `cuda` (and the distributed ones) on the GPU;
 #   3. run the training-step benchmark (bf16 + channels-last against the seed-style loop) and
-#      the heads benchmark on the GPU (ML-Decoder against the official group-FC loop);
+#      the heads benchmarks on the GPU (ML-Decoder against the official group-FC loop,
+#      Query2Label against the official layers);
 #   4. write everything to $OUT/gpu_report.txt (or reports/gpu_report.txt).
 # Dependencies the machine lacks travel as wheels in .gpu-wheels/ (prepare them beforehand:
 #   pip download -d .gpu-wheels --python-version 3.12 --only-binary=:all: pytest iniconfig msgspec
@@ -34,4 +35,6 @@ echo "== training-step benchmark"
 timeout 120 $PY benchmarks/train_step.py 2>&1 | tail -6
 echo "== ML-Decoder head vs the official group-FC loop, on the GPU (issue 12: >= 2x at COCO scale)"
 timeout 90 $PY benchmarks/heads.py --device cuda --batch 16 --runs 3 --steps 10 --no-q2l 2>&1 | tail -14
+echo "== Query2Label head vs the official layers, on the GPU (issue 12: >= 1.2x; float32, as written, bf16)"
+timeout 120 $PY benchmarks/heads_q2l.py --variants 2>&1 | grep -E "^(float32|bf16)|speedup|memory"
 echo "== done; report in $REPORT"
