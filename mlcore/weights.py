@@ -586,7 +586,10 @@ def _load(module: torch.nn.Module, state: dict, source: str, *,
                 note=f"its keys were read as the {used.name} layout" if used is not None else "")
     loaded = getattr(module, "weights_loaded", None)
     if callable(loaded):
-        loaded(used)
+        try:
+            loaded(used)
+        except MlcoreError as exc:  # the model's own check of what it read: name the file
+            raise MlcoreError(f"{what} {source!r}: {exc}") from None
     return used
 
 

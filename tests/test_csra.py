@@ -182,10 +182,20 @@ def test_official_checkpoints_load_and_give_the_same_logits(tmp_path, reg):
     with pytest.raises(MlcoreError, match=r"classifier\.0\.head\.weight: checkpoint has shape "
                                           r"\(10, 512, 1, 1\), the model \(3, 512, 1, 1\)"):
         mlcore.load_weights(other, bare)
-    # another head count: the heads the model lacks are named
+    # another head count: the heads the model lacks are named, and through a config, the setting
     one_head = built(heads=1)
     with pytest.raises(MlcoreError, match=r"classifier\.1\.head\.weight"):
         mlcore.load_weights(one_head, wrapped)
+    with pytest.raises(MlcoreError, match=r"(?s)number of heads than this config's heads: 1\?.*classifier\.1\."):
+        built(heads=1, weights=str(wrapped))
+    # a file without the BatchNorms' num_batches_tracked (torch < 0.4.1, or stripped) loads as
+    # the official load_state_dict loads it
+    old = tmp_path / "no_counters.pth"
+    torch.save({k: v for k, v in state.items() if not k.endswith("num_batches_tracked")}, old)
+    fresh = built().eval()
+    assert mlcore.load_weights(fresh, old) == OFFICIAL_LAYOUT
+    with torch.no_grad():
+        assert torch.equal(fresh(x), want)
 
 
 def test_trains_from_a_config(tmp_path, reg):

@@ -66,8 +66,12 @@ def build(cfg: CSRAConfig, num_classes: int, info=None):
     backbone = mlcore.create_backbone(cfg.backbone, freeze=cfg.freeze, **params)
     model = CSRA(backbone, num_classes, TEMPERATURES[cfg.heads], cfg.lam)
     if cfg.weights:
+        # a file of another head count differs by its classifier.<i> keys: say which setting
+        # decides them (lam is not stored: nothing can check it)
         mlcore.load_weights(model, cfg.weights, classes=info.classes if info is not None else None,
-                            file_classes=cfg.weights_classes)
+                            file_classes=cfg.weights_classes,
+                            hint=f"another model, another number of labels, or another number of heads than "
+                                 f"this config's heads: {cfg.heads}?")
     return model
 
 

@@ -29,11 +29,14 @@ MAX_POOL_T = 99
 
 #: official CSRA files: ``ResNet_CSRA.state_dict()`` — torchvision's ResNet keys at the
 #: top level (its ``fc`` is an empty ``nn.Sequential``, so none) and the heads as
-#: ``classifier.multi_head.<i>.head.weight``; DataParallel's ``module.`` is dropped first
+#: ``classifier.multi_head.<i>.head.weight``; DataParallel's ``module.`` is dropped first.
+#: A file without BatchNorm ``num_batches_tracked`` keys (written by a torch before 0.4.1, or
+#: stripped) loads as the official ``load_state_dict`` loads it: the model keeps its counters
 OFFICIAL_LAYOUT = WeightLayout(
     "official CSRA", detect="classifier.multi_head.",
     rename=(("classifier.multi_head.", "classifier."),
-            *((f"{m}.", f"backbone.{m}.") for m in ("conv1", "bn1", "layer1", "layer2", "layer3", "layer4"))))
+            *((f"{m}.", f"backbone.{m}.") for m in ("conv1", "bn1", "layer1", "layer2", "layer3", "layer4"))),
+    optional=(".num_batches_tracked",))
 
 
 def head_logits(score: torch.Tensor, temperature: float, lam: float) -> torch.Tensor:
