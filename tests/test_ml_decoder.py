@@ -280,33 +280,41 @@ def test_official_resnet_checkpoints_load_and_give_the_official_logits(tmp_path,
         built(5, backbone=backbone, weights=str(tmp_path / "zoo.pth"))
 
 
-def tresnet_official_names(timm_state: dict) -> dict:
+#: the official TResNets' anti-aliased stride-2 convolutions: a BasicBlock's conv1 (layer2 of
+#: TResNet-M), a Bottleneck's conv2 (layers 3-4, and layer2 of the official TResNet-L, whose
+#: first two stages are Bottlenecks too: timm's tresnet_v2_l)
+ANTI_ALIASED = {"timm/tresnet_m": r"layer2\.0\.conv1|layer[34]\.0\.conv2", "timm/tresnet_v2_l": r"layer[234]\.0\.conv2"}
+
+
+def tresnet_official_names(timm_state: dict, anti_aliased: str) -> dict:
     """timm TResNet keys as the official InPlaceABN TResNet names them: ``Sequential(conv,
-    ABN)`` as ``.0``/``.1``; the anti-aliased stride-2 convolutions (layer2's first block's
-    conv1, layer3's and layer4's conv2) one level deeper (``.0.0``/``.0.1``); no counters."""
+    ABN)`` as ``.0``/``.1``; the anti-aliased stride-2 convolutions (``anti_aliased``, a
+    pattern of block names) one level deeper (``.0.0``/``.0.1``); no counters."""
     out = {}
     for k, v in timm_state.items():
         if k.endswith("num_batches_tracked"):
             continue
-        deep = re.match(r"body\.(layer2\.0\.conv1|layer[34]\.0\.conv2)\.", k)
+        deep = re.match(rf"body\.({anti_aliased})\.", k)
         k = k.replace(".conv.", ".0.0." if deep else ".0.").replace(".bn.", ".0.1." if deep else ".1.")
         out[k] = v
     return out
 
 
-def test_official_tresnet_checkpoint_loads(tmp_path):
+@pytest.mark.parametrize("backbone", ["timm/tresnet_m", "timm/tresnet_v2_l"])
+def test_official_tresnet_checkpoint_loads(tmp_path, backbone):
     torch.manual_seed(0)
-    model = built(backbone="timm/tresnet_m", num_groups=-1, classes=C)
+    model = built(backbone=backbone, num_groups=-1, classes=C)
     timm_state = {k[len("backbone.model."):]: v for k, v in model.state_dict().items() if k.startswith("backbone.")}
-    official = tresnet_official_names(timm_state)
+    official = tresnet_official_names(timm_state, ANTI_ALIASED[backbone])
     assert "body.conv1.0.weight" in official and "body.layer2.0.downsample.1.0.weight" in official
-    assert "body.layer2.0.conv1.0.1.weight" in official and "body.layer3.0.conv2.0.0.weight" in official
+    assert "body.layer3.0.conv2.0.0.weight" in official
+    assert f"body.layer2.0.{'conv1' if backbone.endswith('_m') else 'conv2'}.0.1.weight" in official
     g = torch.Generator().manual_seed(1)
     official = {k: (torch.rand(v.shape, generator=g) + 0.5 if k.endswith("running_var")
                     else torch.randn(v.shape, generator=g) * 0.05) for k, v in official.items()}
     head = {k: torch.randn(v.shape, generator=g) * 0.3 for k, v in official_names(model).items()}
     official.update({"head." + k: v for k, v in head.items()})  # TResNet: the head at head.
-    path = tmp_path / "tresnet_m_coco.pth"
+    path = tmp_path / "tresnet_coco.pth"
     torch.save({"model": official, "idx_to_class": {i: str(i) for i in range(C)}}, path)
     assert mlcore.load_weights(model, path).name == "official ML-Decoder (TResNet)"
     loaded = model.eval()
@@ -321,6 +329,11 @@ def test_official_tresnet_checkpoint_loads(tmp_path):
     with torch.no_grad():
         got, fmap = loaded(x), loaded.backbone(x)
     assert torch.allclose(got.double(), reference(fmap, head, C, HEADS), rtol=1e-5, atol=1e-5)
+    # the file into the other TResNet: the shapes are named, and which timm model the official L is
+    other = next(b for b in ANTI_ALIASED if b != backbone)
+    with pytest.raises(MlcoreError, match=r"(?s)backbone: timm/tresnet_v2_l \(timm's tresnet_l is another.*"
+                                          r"body\.layer\d\.\d\."):
+        built(backbone=other, num_groups=-1, classes=C, weights=str(path))
 
 
 def test_weights_classes_reorders_one_query_per_class_and_refuses_groups(tmp_path):
@@ -440,7 +453,7 @@ def test_the_recipes_load(reg):
     cfg = mlcore.load_config(ROOT / "configs" / "coco_ml_decoder.yaml", registry=reg)
     m = cfg.model.cfg
     assert (cfg.model.name, m.backbone, m.num_groups, m.decoder_dim, m.heads, m.ff_dim, m.dropout) == (
-        "ml_decoder", "timm/tresnet_l", -1, 768, 8, 2048, 0.1)
+        "ml_decoder", "timm/tresnet_v2_l", -1, 768, 8, 2048, 0.1)
     assert (cfg.data.mean, cfg.data.std, cfg.data.scale_size, cfg.data.crop_size) == ([0, 0, 0], [1, 1, 1], 448, 448)
     assert (cfg.optimizer.name, cfg.optimizer.cfg.lr, cfg.optimizer.cfg.weight_decay) == ("adam", 1e-4, 1e-4)
     assert (cfg.scheduler.name, cfg.scheduler.cfg.pct_start) == ("onecycle", 0.2)

@@ -27,8 +27,10 @@ if TYPE_CHECKING:
 
 @dataclass
 class MLDecoderConfig:
-    """``backbone``: a backbone plugin name (official: TResNet-L/M/XL, or timm's
-    ResNet-50 — here ``resnet50`` or ``timm/tresnet_l``); ``num_groups``: G, the number of
+    """``backbone``: a backbone plugin name (official: TResNet-M/L/XL, or timm's
+    ResNet-50 — here ``resnet50``, ``timm/tresnet_m`` or ``timm/tresnet_v2_l``, the official
+    TResNet-L; timm's ``tresnet_l`` is another network, and the official XL has no timm
+    model); ``num_groups``: G, the number of
     queries (capped at the class count; -1: one per class; official OpenImages: 200);
     ``decoder_dim``, ``heads``, ``ff_dim``, ``dropout``: the decoder (official 768, 8,
     2048, 0.1); ``zsl``: zero-shot mode, the queries are the labels' word vectors from
@@ -93,8 +95,12 @@ def build(cfg: MLDecoderConfig, num_classes: int, info: Any = None) -> MLDecoder
     if cfg.weights_classes:
         model.class_axes  # noqa: B018 — a grouped head cannot reorder its labels: say so before reading
     if cfg.weights:
+        hint = "another model or another number of labels?"
+        if cfg.backbone.startswith("timm/tresnet"):
+            hint += (" An official TResNet-L file needs backbone: timm/tresnet_v2_l (timm's tresnet_l is "
+                     "another, wider network); the official TResNet-XL has no timm model")
         mlcore.load_weights(model, cfg.weights, classes=info.classes if info is not None else None,
-                            file_classes=cfg.weights_classes)
+                            file_classes=cfg.weights_classes, hint=hint)
     return model
 
 
