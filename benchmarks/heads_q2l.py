@@ -152,7 +152,8 @@ def measure(repeats: int = 3, iters: int | None = None, *, reassociate: bool | N
     the CPU, 10 on CUDA) of the official formulation and of mlcore's, their memory, and the
     ratios (``flops_ratio``: the counted operations, official/mlcore). Each model is warmed
     up once first (on the CPU that pass also counts the saved bytes, which do not vary); the
-    order of the two alternates between runs, so a drift in the machine's load is shared. ``reassociate`` forces mlcore's cross-attention one way
+    order of the two alternates between runs, so a drift in the machine's load is shared.
+    ``reassociate`` forces mlcore's cross-attention one way
     (``DecoderLayer.reassociate``; None: its own choice); ``amp``: both under bf16 autocast
     (the outputs are compared in float32 first either way)."""
     from mlcore_builtins.q2l.model import DecoderLayer

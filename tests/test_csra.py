@@ -186,7 +186,8 @@ def test_official_checkpoints_load_and_give_the_same_logits(tmp_path, reg):
     one_head = built(heads=1)
     with pytest.raises(MlcoreError, match=r"classifier\.1\.head\.weight"):
         mlcore.load_weights(one_head, wrapped)
-    with pytest.raises(MlcoreError, match=r"(?s)number of heads than this config's heads: 1\?.*classifier\.1\."):
+    with pytest.raises(MlcoreError,
+                       match=r"(?s)number of heads than this config's heads: 1\?.*classifier\.1\."):
         built(heads=1, weights=str(wrapped))
     # a file without the BatchNorms' num_batches_tracked (torch < 0.4.1, or stripped) loads as
     # the official load_state_dict loads it

@@ -85,7 +85,8 @@ def build(cfg: MLDecoderConfig, num_classes: int, info: Any = None) -> MLDecoder
 
         if info is None:
             raise mlcore.MlcoreError("model 'ml_decoder' with zsl: true needs the label names to read their "
-                                     "word vectors (build it through a config)")
+                                     "word vectors (build it through a config, or give mlcore.create "
+                                     "info=mlcore.LabelInfo.from_targets(classes, targets))")
         vectors = torch.from_numpy(mlcore.label_vectors(cfg.embeddings, info.classes, cfg.missing_words))
     params = {"pretrained": cfg.pretrained} if cfg.pretrained else {}
     backbone = mlcore.create_backbone(cfg.backbone, freeze=cfg.freeze, **params)
@@ -96,6 +97,9 @@ def build(cfg: MLDecoderConfig, num_classes: int, info: Any = None) -> MLDecoder
         model.class_axes  # noqa: B018 — a grouped head cannot reorder its labels: say so before reading
     if cfg.weights:
         hint = "another model or another number of labels?"
+        if cfg.num_groups == -1 and num_classes > 100:
+            hint += (" An official file trained with --num-of-groups -1 has 100 groups, not one query per "
+                     "label as here: give num_groups: 100")
         if cfg.backbone.startswith("timm/tresnet"):
             hint += (" An official TResNet-L file needs backbone: timm/tresnet_v2_l (timm's tresnet_l is "
                      "another, wider network); the official TResNet-XL has no timm model")

@@ -59,8 +59,9 @@ def build(cfg: MLGCNConfig, num_classes: int, info=None):
     from .model import MLGCN, label_graph
 
     if info is None:
-        raise mlcore.MlcoreError("model 'mlgcn' needs the train split's label statistics "
-                                 "(build it through a config)")
+        raise mlcore.MlcoreError("model 'mlgcn' needs the train split's label statistics (build it "
+                                 "through a config, or give mlcore.create "
+                                 "info=mlcore.LabelInfo.from_targets(classes, targets))")
     if len(info.classes) != num_classes:
         raise mlcore.MlcoreError(f"model 'mlgcn': the label statistics have {len(info.classes)} classes, "
                                  f"the dataset {num_classes}")

@@ -43,8 +43,9 @@ def build(cfg: SSGRLConfig, num_classes: int, info=None):
     from .model import SSGRL, adjacency
 
     if info is None:
-        raise mlcore.MlcoreError("model 'ssgrl' needs the train split's label statistics "
-                                 "(build it through a config)")
+        raise mlcore.MlcoreError("model 'ssgrl' needs the train split's label statistics (build it "
+                                 "through a config, or give mlcore.create "
+                                 "info=mlcore.LabelInfo.from_targets(classes, targets))")
     words = torch.from_numpy(mlcore.label_vectors(cfg.embeddings, info.classes, cfg.missing_words))
     backbone = mlcore.create_backbone(cfg.backbone, freeze=cfg.freeze,
                                       **({"pretrained": cfg.pretrained} if cfg.pretrained else {}))
