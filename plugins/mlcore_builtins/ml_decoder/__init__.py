@@ -99,10 +99,10 @@ def build(cfg: MLDecoderConfig, num_classes: int, info: Any = None) -> MLDecoder
         hint = "another model or another number of labels?"
         if cfg.num_groups == -1 and num_classes > 100:
             hint += (" An official file trained with --num-of-groups -1 has 100 groups, not one query per "
-                     "label as here: give num_groups: 100")
+                     "label as here: give num_groups: 100.")
         if cfg.backbone.startswith("timm/tresnet"):
             hint += (" An official TResNet-L file needs backbone: timm/tresnet_v2_l (timm's tresnet_l is "
-                     "another, wider network); the official TResNet-XL has no timm model")
+                     "another, wider network); the official TResNet-XL has no timm model.")
         mlcore.load_weights(model, cfg.weights, classes=info.classes if info is not None else None,
                             file_classes=cfg.weights_classes, hint=hint)
     return model
