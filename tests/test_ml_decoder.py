@@ -280,13 +280,6 @@ def test_official_resnet_checkpoints_load_and_give_the_official_logits(tmp_path,
         built(5, backbone=backbone, weights=str(tmp_path / "zoo.pth"))
 
 
-#: the official TResNets' anti-aliased stride-2 convolutions: a BasicBlock's conv1 (layer2 of
-#: TResNet-M), a Bottleneck's conv2 (layers 3-4, and layer2 of the official TResNet-L, whose
-#: first two stages are Bottlenecks too: timm's tresnet_v2_l)
-ANTI_ALIASED = {"timm/tresnet_m": r"layer2\.0\.conv1|layer[34]\.0\.conv2",
-                "timm/tresnet_v2_l": r"layer[234]\.0\.conv2"}
-
-
 def test_an_official_file_of_100_groups_into_one_query_per_label_names_the_setting(tmp_path):
     # the official --num-of-groups -1 is 100 groups; mlcore's num_groups: -1 is one query per label
     torch.save(resnet_official_state("resnet18", 130, 100), tmp_path / "oi.pth")
@@ -294,6 +287,13 @@ def test_an_official_file_of_100_groups_into_one_query_per_label_names_the_setti
                                           r"query_embed\.weight: checkpoint has shape \(100, "):
         built(130, num_groups=-1, weights=str(tmp_path / "oi.pth"))
     assert built(130, num_groups=100, weights=str(tmp_path / "oi.pth")).head.group_size == 2
+
+
+#: the official TResNets' anti-aliased stride-2 convolutions: a BasicBlock's conv1 (layer2 of
+#: TResNet-M), a Bottleneck's conv2 (layers 3-4, and layer2 of the official TResNet-L, whose
+#: first two stages are Bottlenecks too: timm's tresnet_v2_l)
+ANTI_ALIASED = {"timm/tresnet_m": r"layer2\.0\.conv1|layer[34]\.0\.conv2",
+                "timm/tresnet_v2_l": r"layer[234]\.0\.conv2"}
 
 
 def tresnet_official_names(timm_state: dict, anti_aliased: str) -> dict:
