@@ -96,9 +96,7 @@ def build(cfg: MLDecoderConfig, num_classes: int, info: Any = None) -> MLDecoder
     if cfg.weights_classes:
         model.class_axes  # noqa: B018 — a grouped head cannot reorder its labels: say so before reading
     if cfg.weights:
-        from mlcore.weights import DEFAULT_HINT
-
-        hint = DEFAULT_HINT  # and what the official files' settings make likely
+        hint = "another model or another number of labels?"
         if cfg.num_groups == -1 and num_classes > 100:
             hint += (" An official file trained with --num-of-groups -1 has 100 groups, not one query per "
                      "label as here: give num_groups: 100.")
